@@ -73,3 +73,19 @@ def activation(name: str):
     if name not in table:
         raise ValueError(f"activation {name!r} is not supported; supported: {sorted(table)}")
     return table[name]
+
+
+def torch_uniform(fan_in: int):
+    """torch's default nn.Linear / nn.LSTM init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / fan_in ** 0.5
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+        key, shape, dtype, -bound, bound)
+
+
+def torch_dense(in_features: int, out_features: int, axes, prec: Precision,
+                rngs: nnx.Rngs) -> nnx.Linear:
+    """A Linear initialised like torch's nn.Linear (GLiNER's heads train from this init)."""
+    init = torch_uniform(in_features)
+    layer = dense(in_features, out_features, axes, prec, rngs, init=init)
+    layer.bias.set_value(init(rngs.params(), (out_features,), prec.param_dtype))
+    return layer

@@ -111,7 +111,7 @@ def test_bert_parity(tmp_path):
 
 
 def test_gradients_finite_and_bf16_close(tmp_path):
-    model = _save_deberta(tmp_path, V3)
+    _save_deberta(tmp_path, V3)
     ids, mask = _batch(97, 40)
     enc = load_encoder(tmp_path)
     enc.train()

@@ -1,0 +1,187 @@
+"""Span probabilities -> entities, with the reference's rules (gliner 0.2.29 `SpanDecoder`).
+
+GLINER_SPEC.md section 6. Candidates are `probs > threshold` (strict, compared in float32) whose
+span ends inside the text (s + k + 1 <= n) and whose class channel is one of the row's labels.
+A greedy search keeps them in order of decreasing score (a stable sort, so ties keep the
+(start, width, class) order) unless they conflict with a kept span:
+  flat:   any overlap (inclusive word ends);
+  nested: only crossing spans (overlap with neither containing the other);
+  both:   the very same (start, end) conflicts unless multi_label.
+Kept spans come out sorted by start (stable). Numpy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class Span(NamedTuple):
+    start: int    # first word
+    end: int      # last word, inclusive
+    label: str
+    score: float  # the float32 probability as a python float
+
+
+def _per_row(value, n_rows: int, name: str) -> list:
+    if isinstance(value, list | tuple | np.ndarray):
+        if len(value) != n_rows:
+            raise ValueError(f"{name} must have one value per row ({n_rows}), got {len(value)}")
+        return list(value)
+    return [value] * n_rows
+
+
+def candidates(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
+               label_names: Sequence[Sequence[str]], *,
+               threshold: float | Sequence[float] = 0.5) -> list[list[Span]]:
+    """Per row, every span above threshold that ends inside the text, on a valid class channel,
+    in the reference's greedy order: stable sort by decreasing score, ties in (s, k, c) order.
+
+    `probs` [B, W, K, C] (rows, words and classes may be padded); rows past
+    `len(label_names)` are padding; channel c of row b is valid for c < len(label_names[b]).
+    """
+    n_rows = len(label_names)
+    probs = np.asarray(probs)
+    if probs.ndim != 4 or probs.shape[0] < n_rows:
+        raise ValueError(f"probs must be [B>={n_rows}, W, K, C], got {probs.shape}")
+    probs = probs[:n_rows].astype(np.float32, copy=False)
+    _, num_words, max_width, num_classes = probs.shape
+    lengths = np.asarray(text_lengths, np.int64).reshape(-1)[:n_rows]
+    n_labels = np.array([len(x) for x in label_names], np.int64)
+    if (n_labels > num_classes).any():
+        raise ValueError(f"a row has {n_labels.max()} labels but probs has {num_classes} classes")
+    # torch compares a float32 tensor with a python float (or a float32 tensor) in float32
+    thr = np.asarray(_per_row(threshold, n_rows, "threshold"), np.float32)
+
+    s = np.arange(num_words)[None, :, None, None]
+    k = np.arange(max_width)[None, None, :, None]
+    c = np.arange(num_classes)[None, None, None, :]
+    keep = ((probs > thr[:, None, None, None])
+            & (s + k + 1 <= lengths[:, None, None, None])
+            & (c < n_labels[:, None, None, None]))
+    bi, si, ki, ci = np.nonzero(keep)  # row-major: (b, s, k, c) ascending, as torch.where
+    scores = probs[bi, si, ki, ci]
+    bounds = np.searchsorted(bi, np.arange(n_rows + 1))
+
+    out = []
+    for b in range(n_rows):
+        lo, hi = bounds[b], bounds[b + 1]
+        order = lo + np.argsort(-scores[lo:hi], kind="stable")
+        names = label_names[b]
+        out.append([Span(st, st + w, names[cl], sc) for st, w, cl, sc in zip(
+            si[order].tolist(), ki[order].tolist(), ci[order].tolist(), scores[order].tolist(),
+            strict=True)])
+    return out
+
+
+def decode(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
+           label_names: Sequence[Sequence[str]], *, threshold: float | Sequence[float] = 0.5,
+           flat_ner: bool | Sequence[bool] = True,
+           multi_label: bool | Sequence[bool] = False) -> list[list[Span]]:
+    """Entities per row from `probs` [B, W, K, C] (rows, words and classes may be padded).
+
+    Rows past `len(label_names)` are padding and ignored; channel c of row b is valid for
+    c < len(label_names[b]). threshold / flat_ner / multi_label may be given per row.
+    """
+    n_rows = len(label_names)
+    flat = _per_row(flat_ner, n_rows, "flat_ner")
+    multi = _per_row(multi_label, n_rows, "multi_label")
+    rows = candidates(probs, text_lengths, label_names, threshold=threshold)
+    return [greedy_search(c, flat_ner=bool(f), multi_label=bool(m), presorted=True)
+            for c, f, m in zip(rows, flat, multi, strict=True)]
+
+
+def merge_candidates(spans: Sequence[Span], label_order: Sequence[str]) -> list[Span]:
+    """Candidates of one text gathered from several (overlapping) windows, in text coordinates:
+    a span seen more than once (same start, end, label) is kept once with its highest score;
+    the result is in greedy order (decreasing score, ties by start, width, class channel), which
+    for the candidates of a single window is exactly `candidates`' order."""
+    best: dict[tuple[int, int, str], Span] = {}
+    for sp in spans:
+        key = (sp.start, sp.end, sp.label)
+        if key not in best or sp.score > best[key].score:
+            best[key] = sp
+    channel = {name: i for i, name in enumerate(label_order)}
+    return sorted(best.values(), key=lambda x: (-x.score, x.start, x.end, channel[x.label]))
+
+
+def greedy_search(spans: Sequence[Span], *, flat_ner: bool = True, multi_label: bool = False,
+                  presorted: bool = False) -> list[Span]:
+    """Keep the best-scoring non-conflicting spans (the reference's `greedy_search`).
+
+    `presorted`: `spans` are already in stable order of decreasing score.
+    """
+    if not presorted:
+        spans = sorted(spans, key=lambda x: -x.score)
+    kept: list[Span] = []
+    if flat_ner:
+        # Kept spans at distinct positions never overlap, so each word has at most one owner
+        # position; a candidate conflicts with any owner other than its own position.
+        owner: dict[int, tuple[int, int]] = {}
+        for sp in spans:
+            pos = (sp.start, sp.end)
+            words = range(sp.start, sp.end + 1)
+            if multi_label:
+                if any(owner.get(w, pos) != pos for w in words):
+                    continue
+            elif any(w in owner for w in words):
+                continue
+            kept.append(sp)
+            for w in words:
+                owner[w] = pos
+    else:
+        # Nested: a kept span q crosses (s, e) iff qs < s <= qe < e or s < qs <= e < qe; with
+        # widths below max_width, only kept spans starting in [s - max_width + 1, e] can.
+        max_width = max((sp.end - sp.start + 1 for sp in spans), default=1)
+        ends_by_start: dict[int, list[int]] = {}
+        positions: set[tuple[int, int]] = set()
+        for sp in spans:
+            s, e = sp.start, sp.end
+            if not multi_label and (s, e) in positions:
+                continue
+            if _crosses(s, e, ends_by_start, max_width):
+                continue
+            kept.append(sp)
+            if (s, e) not in positions:
+                positions.add((s, e))
+                ends_by_start.setdefault(s, []).append(e)
+    kept.sort(key=lambda x: x.start)
+    return kept
+
+
+def _crosses(s: int, e: int, ends_by_start: dict[int, list[int]], max_width: int) -> bool:
+    for qs in range(max(s - max_width + 1, 0), e + 1):
+        for qe in ends_by_start.get(qs, ()):
+            if (qs < s <= qe < e) or (s < qs <= e < qe):
+                return True
+    return False
+
+
+def spans_to_entities(spans: Sequence[Span], text: str,
+                      offsets: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Word spans -> the reference's output dicts, using each word's (start, end) char offsets."""
+    out = []
+    for sp in spans:
+        start, end = offsets[sp.start][0], offsets[sp.end][1]
+        out.append({"start": start, "end": end, "text": text[start:end], "label": sp.label,
+                    "score": float(sp.score)})
+    return out
+
+
+def batch_to_entities(spans_per_row: Sequence[Sequence[Span]], texts: Sequence[str],
+                      offsets: Sequence[Sequence[tuple[int, int]]],
+                      text_index: Sequence[int] | None = None,
+                      num_texts: int | None = None) -> list[list[dict[str, Any]]]:
+    """Entities for every input text: rows mapped back by `text_index`; left-out texts get []."""
+    rows = [spans_to_entities(sp, t, o)
+            for sp, t, o in zip(spans_per_row, texts, offsets, strict=True)]
+    if text_index is None:
+        return rows
+    out: list[list[dict[str, Any]]] = [[] for _ in range(num_texts or 0)]
+    for i, row in zip(text_index, rows, strict=True):
+        if i >= len(out):
+            out.extend([] for _ in range(i + 1 - len(out)))
+        out[i] = row
+    return out

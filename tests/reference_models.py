@@ -1,0 +1,230 @@
+"""Tiny random reference GLiNER models (PyTorch `gliner==0.2.29`), built fully offline.
+
+Every parity test builds its reference from here: a SentencePiece (DeBERTa-v3 layout) or WordPiece
+(BERT) tokenizer made from a local toy corpus, a local encoder `config.json`, and
+`GLiNER.from_config(..., backbone_from_pretrained=False)`, saved with `save_pretrained`. No hub id
+is ever used (see /work/shared/reference/make_random_gliner.py, which this follows).
+
+`cached_reference_gliner` / `cached_tokenizer_dir` build once per process into a temp directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+# Toy corpus words (make_random_gliner.py), plus some unicode and sub-word material.
+WORDS = (
+    "the of and to in is was for on that with as by at from his her are were which an be this "
+    "have has had not it person location organization company city country date time money "
+    "percent event product law language nationality group facility quantity John Smith works "
+    "Google Paris London Apple Microsoft Barack Obama born Hawaii president United States Europe "
+    "Berlin river mountain Alice Bob New York"
+).split()
+EXTRA_WORDS = "café naïve Zürich São Paulo 東京 北京 emoji 😀 U.S. state-of-the-art e-mail".split()
+
+# WordPiece vocabulary for the BERT tokenizer: whole words, ##suffixes, and single characters (as
+# word starts and as ##continuations) so that any lower-case ASCII word tokenizes, often into
+# several pieces.
+BERT_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+BERT_WORDS = (
+    "the of and to in is was for on that with as by at from his her are were person location "
+    "organization company city country john smith works google paris london apple obama born "
+    "president united states europe berlin new york alice bob cafe"
+).split()
+BERT_SUFFIXES = ["##s", "##ing", "##ed", "##er", "##tion", "##ly", "##ation", "##al", "##an"]
+BERT_CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789") + list(".,!?;:'\"()-_/&@#$%*+=<>[]{}")
+
+
+def _corpus(n_lines: int = 3000, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    pool = WORDS * 4 + EXTRA_WORDS
+    return [
+        " ".join(rng.choice(pool) for _ in range(rng.randint(5, 20))) + rng.choice(".,!?")
+        for _ in range(n_lines)
+    ]
+
+
+@functools.cache
+def _spm_vocab() -> tuple[tuple[str, float], ...]:
+    """Train the SentencePiece unigram model once per process; (piece, score) by id."""
+    import sentencepiece as spm
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text("\n".join(_corpus()), encoding="utf-8")
+        spm.SentencePieceTrainer.train(
+            input=str(corpus),
+            model_prefix=str(Path(tmp) / "spm"),
+            vocab_size=300,
+            hard_vocab_limit=False,
+            model_type="unigram",
+            # DeBERTa-v3 layout; [MASK] is appended after the spm vocab by transformers
+            pad_id=0, bos_id=1, eos_id=2, unk_id=3,
+            pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]", unk_piece="[UNK]",
+            character_coverage=1.0,
+            minloglevel=2,
+        )
+        sp = spm.SentencePieceProcessor(model_file=str(Path(tmp) / "spm.model"))
+        return tuple((sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size()))
+
+
+def build_deberta_tokenizer(out_dir: str | Path):
+    """A DebertaV2Tokenizer over a locally trained SentencePiece unigram vocab, saved to out_dir.
+
+    Ids: [PAD]=0 [CLS]=1 [SEP]=2 [UNK]=3, then the pieces, then [MASK]. Writes tokenizer.json +
+    tokenizer_config.json (no protobuf, no hub). The training runs once per process.
+    """
+    from transformers import DebertaV2Tokenizer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = DebertaV2Tokenizer(vocab=list(_spm_vocab()), unk_id=3)
+    tok.save_pretrained(out_dir)
+    return tok
+
+
+def build_bert_tokenizer(out_dir: str | Path):
+    """A lower-case WordPiece BertTokenizer ([PAD]=0 [UNK] [CLS] [SEP] [MASK]), saved to out_dir."""
+    from transformers import BertTokenizer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab = list(dict.fromkeys(
+        BERT_SPECIAL + BERT_WORDS + BERT_SUFFIXES + BERT_CHARS + ["##" + c for c in BERT_CHARS]
+    ))
+    # transformers 5: the constructor takes the vocab itself (a path or a {piece: id} dict)
+    tok = BertTokenizer(vocab={piece: i for i, piece in enumerate(vocab)}, do_lower_case=True,
+                        model_max_length=512)  # like bert-base / MiniLM: truncates at 512
+    tok.save_pretrained(out_dir)
+    return tok
+
+
+def _encoder_config(backbone: str, enc_hidden: int, num_layers: int, heads: int, vocab_size: int,
+                    overrides: dict | None):
+    from transformers import BertConfig, DebertaV2Config
+
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=enc_hidden,
+        num_hidden_layers=num_layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * enc_hidden,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        max_position_embeddings=512,
+        pad_token_id=0,
+    )
+    if backbone == "deberta":
+        kw = dict(common, type_vocab_size=0, layer_norm_eps=1e-7, relative_attention=True,
+                  max_relative_positions=-1, position_buckets=256, norm_rel_ebd="layer_norm",
+                  share_att_key=True, pos_att_type="p2c|c2p", position_biased_input=False)
+        kw.update(overrides or {})
+        return DebertaV2Config(**kw)
+    if backbone == "bert":
+        kw = dict(common, type_vocab_size=2, layer_norm_eps=1e-12)
+        kw.update(overrides or {})
+        return BertConfig(**kw)
+    raise ValueError(f"backbone must be 'deberta' or 'bert', got {backbone!r}")
+
+
+def build_reference_gliner(
+    out_dir: str | Path,
+    backbone: str = "deberta",
+    hidden_size: int = 48,
+    enc_hidden: int = 64,
+    max_width: int = 12,
+    max_len: int = 384,
+    num_layers: int = 2,
+    heads: int = 4,
+    seed: int = 0,
+    encoder_overrides: dict | None = None,
+    weight_scale: float | None = None,
+):
+    """Build a random reference GLiNER (eval mode) and save it to `out_dir / "saved"`.
+
+    `weight_scale` multiplies every weight by (1 + weight_scale * N(0, 1)) noise and adds
+    weight_scale * N(0, 0.02) so that logits spread out instead of all sitting near 0.
+    Returns (model, saved_dir). `out_dir / "encoder"` holds the encoder config + base tokenizer.
+    """
+    import torch
+    from gliner import GLiNER
+
+    out_dir = Path(out_dir)
+    enc_dir = out_dir / "encoder"
+    tok = (build_deberta_tokenizer if backbone == "deberta" else build_bert_tokenizer)(enc_dir)
+    _encoder_config(backbone, enc_hidden, num_layers, heads, len(tok),
+                    encoder_overrides).save_pretrained(enc_dir)
+
+    torch.manual_seed(seed)
+    gliner_cfg = {
+        "model_name": str(enc_dir),  # local dir: AutoConfig / AutoTokenizer never touch the hub
+        "name": f"random-gliner-{backbone}",
+        "max_width": max_width,
+        "hidden_size": hidden_size,
+        "dropout": 0.4,
+        "fine_tune": True,
+        "subtoken_pooling": "first",
+        "span_mode": "markerV0",
+        "max_types": 25,
+        "max_len": max_len,
+        "max_neg_type_ratio": 1,
+        "words_splitter_type": "whitespace",
+        "num_rnn_layers": 1,
+        "vocab_size": -1,         # -1: add [FLERT], <<ENT>>, <<SEP>> and resize the embeddings
+        "class_token_index": -1,  # -1: len(tokenizer) - 2
+        "ent_token": "<<ENT>>",
+        "sep_token": "<<SEP>>",
+    }
+    model = GLiNER.from_config(gliner_cfg, backbone_from_pretrained=False, load_tokenizer=True,
+                               local_files_only=True)
+    if weight_scale:
+        gen = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for p in model.model.parameters():
+                noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+                shift = torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.02
+                p.mul_(1.0 + weight_scale * noise).add_(weight_scale * shift)
+    model.eval()
+    saved = out_dir / "saved"
+    model.save_pretrained(saved, safe_serialization=True)
+    (out_dir / "build_args.json").write_text(json.dumps({
+        "backbone": backbone, "hidden_size": hidden_size, "enc_hidden": enc_hidden,
+        "max_width": max_width, "max_len": max_len, "num_layers": num_layers, "heads": heads,
+        "seed": seed, "encoder_overrides": encoder_overrides, "weight_scale": weight_scale,
+    }, indent=2))
+    return model, saved
+
+
+@functools.cache
+def _cache_root() -> Path:
+    return Path(tempfile.mkdtemp(prefix="gliner_jax_ref_"))
+
+
+@functools.cache
+def _cached(key: str, kwargs_json: str):
+    kwargs = json.loads(kwargs_json)
+    return build_reference_gliner(_cache_root() / key, **kwargs)
+
+
+def cached_reference_gliner(**kwargs):
+    """`build_reference_gliner` into a per-process temp dir, memoised on the arguments."""
+    kwargs_json = json.dumps(kwargs, sort_keys=True)
+    key = f"model_{abs(hash(kwargs_json)) % 10**10}"
+    return _cached(key, kwargs_json)
+
+
+@functools.cache
+def cached_tokenizer_dir(backbone: str = "deberta") -> Path:
+    """A saved base tokenizer (no GLiNER tokens), built once per process."""
+    out = _cache_root() / f"tokenizer_{backbone}"
+    (build_deberta_tokenizer if backbone == "deberta" else build_bert_tokenizer)(out)
+    return out
