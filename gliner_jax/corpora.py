@@ -452,7 +452,7 @@ def find_datasets(root: str | os.PathLike) -> list[Path]:
     if not Path(root).is_dir():
         raise CorpusError(f"{root}: no such folder")
     found = []
-    for dirpath, _, _ in os.walk(root):
+    for dirpath, _, _ in os.walk(root, followlinks=True):
         if detect_layout(dirpath) is not None:
             found.append(Path(dirpath))
     return sorted(found)

@@ -71,9 +71,9 @@ def _entity_sets(sentences: Sequence[Sequence[Span]]) -> dict[Any, set]:
     sets: dict[Any, set] = defaultdict(set)
     for i, spans in enumerate(sentences):
         for span in spans:
-            if hasattr(span, "start"):  # a gliner decoder Span, as the reference accepts
+            if hasattr(span, "entity_type"):  # a gliner decoder Span, as the reference accepts
                 start, end, label = span.start, span.end, span.entity_type
-            else:  # (start, end, label, *rest): decoders add a score
+            else:  # (start, end, label, *rest), incl. gliner_jax.decoding.Span
                 start, end, label = span[0], span[1], span[2]
             sets[label].add(((start, end), i))
     return sets

@@ -153,3 +153,12 @@ def test_reference_span_objects():
     decoder = pytest.importorskip("gliner.decoding.decoder")
     span = decoder.Span(start=0, end=1, entity_type="a", score=0.9)
     assert ner_scores([[(0, 1, "a")]], [[span]]).micro == PRF(tp=1, n_pred=1, n_true=1)
+
+
+def test_accepts_gliner_jax_spans():
+    from gliner_jax.decoding import Span
+
+    gold = [[(0, 1, "person")], [(2, 2, "city")]]
+    pred = [[Span(0, 1, "person", 0.9)], [Span(2, 2, "person", 0.8)]]
+    s = ner_scores(gold, pred)
+    assert (s.micro.tp, s.micro.n_pred, s.micro.n_true) == (1, 2, 2)
