@@ -70,12 +70,13 @@ def main():
         mask = np.ones_like(ids)
         mask[b // 2:, args.length * 3 // 4:] = 0  # some padding, as real batches have
         ids_j, mask_j = jnp.asarray(ids), jnp.asarray(mask)
-        tj = timed(lambda: fwd(state, ids_j, mask_j).block_until_ready(), args.repeats)
+        tj = timed(lambda i=ids_j, m=mask_j: fwd(state, i, m).block_until_ready(), args.repeats)
+
         ids_t, mask_t = torch.tensor(ids), torch.tensor(mask)
 
-        def run_torch():
+        def run_torch(i=ids_t, m=mask_t):
             with torch.inference_mode():
-                return ref(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+                return ref(input_ids=i, attention_mask=m).last_hidden_state
 
         tt = timed(run_torch, args.repeats)
         diff = np.abs(np.asarray(fwd(state, ids_j, mask_j)) - run_torch().numpy())[
