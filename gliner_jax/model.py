@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,41 @@ def _span_probs(graphdef, state, input_ids, attention_mask, words_mask, text_len
     logits, _ = model(input_ids, attention_mask, words_mask, text_lengths,
                       num_words=num_words, num_classes=num_classes)
     return jax.nn.sigmoid(logits.astype(jnp.float32))
+
+
+def plan_windows(num_words: int, size: int, stride: int, min_overlap: int = 0,
+                 word_tokens: Sequence[int] | None = None,
+                 budget: int | None = None) -> list[tuple[int, int]]:
+    """Word windows [first, end) over a text: `size` words every `stride` words, consecutive
+    windows overlapping by at least `min_overlap` words; the last window is the longest one that
+    ends at the last word. With `word_tokens` (sub-tokens per word) a window also holds at most
+    `budget` sub-tokens, so that a tokenizer limit (BERT: 512) never cuts it."""
+    cum = None if word_tokens is None else np.concatenate([[0], np.cumsum(word_tokens)])
+
+    def fits(s: int, e: int) -> bool:
+        return e - s <= size and (cum is None or cum[e] - cum[s] <= budget)
+
+    def longest(s: int) -> int:
+        e = min(s + size, num_words)
+        if cum is not None:
+            e = min(e, int(np.searchsorted(cum, cum[s] + budget, side="right")) - 1)
+        return max(e, s + 1)  # a word longer than the budget alone: the processor warns
+
+    windows, s = [], 0
+    while True:
+        e = longest(s)
+        windows.append((s, e))
+        if e >= num_words:
+            return windows
+        # a window cut short by the budget moves on by the same fraction of itself
+        nxt = s + max(1, min(stride, (e - s) * stride // size, e - s - min_overlap))
+        if fits(nxt, num_words):
+            last = nxt
+            while last - 1 > s and fits(last - 1, num_words):
+                last -= 1
+            windows.append((last, num_words))
+            return windows
+        s = nxt
 
 
 @dataclasses.dataclass
@@ -90,32 +125,48 @@ class GLiNER:
     def inference(self, texts: Sequence[str], labels: Labels | Sequence[Labels],
                   batch_size: int = 8, threshold: float = 0.5, flat_ner: bool = True,
                   multi_label: bool = False, *, truncate: bool = False,
-                  window_stride: int | None = None) -> list[list[dict[str, Any]]]:
+                  window_size: int | None = None, window_stride: int | None = None,
+                  progress: Callable[[int], None] | None = None) -> list[list[dict[str, Any]]]:
         """Entities for each text. `labels`: one set for all texts, or one set per text.
 
-        Texts longer than `max_len` words are predicted in windows of `max_len` words every
-        `window_stride` words (default 3/4 of max_len) and stitched: offsets refer to the
-        original text, an entity seen twice is kept once with its highest score, and flat-NER
-        conflicts across windows are resolved by the same greedy rule. `truncate=True` cuts long
-        texts at max_len words instead, exactly as the reference does.
+        Texts longer than `window_size` words (default: the model's max_len) are predicted in
+        windows of `window_size` words every `window_stride` words (default: 3/4 of the window,
+        and never so far that a span of max_width words would fit in no window) and stitched:
+        offsets refer to the original text, a span seen in two windows is kept once with its
+        highest score, and flat-NER conflicts across windows are resolved by the same greedy
+        rule as within one window. Texts that fit in one window get exactly the reference's
+        result. `truncate=True` cuts long texts at max_len words instead, as the reference does.
+        `progress(n)` is called after each batch with the number of texts it completed.
         """
         if isinstance(texts, str):
             raise TypeError("inference takes a list of texts; use predict_entities for one text")
         texts = list(texts)
         label_sets = self._label_sets(labels, len(texts))
-        splits = [split_words(t) if isinstance(t, str) else None for t in texts]
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text {i} is {type(t).__name__}, not str")
-        rows = list(self._rows(splits, label_sets, truncate, window_stride))
+        splits = [split_words(t) for t in texts]
+        size, stride = self.window_shape(window_size, window_stride)
+        rows = list(self._rows(splits, label_sets, truncate, size, stride))
+        pending = [0] * len(texts)  # rows still to predict, per text
+        for r in rows:
+            pending[r.text] += 1
+        empty = pending.count(0)  # empty texts have no rows: already done
+        if progress is not None and empty:
+            progress(empty)
         cands: dict[int, list[decoding.Span]] = {}
         for batch_rows, probs, lengths in self._predict_rows(rows, batch_size):
             names = [r.labels[1] for r in batch_rows]
             per_row = decoding.candidates(probs, lengths, names, threshold=threshold)
+            done = 0
             for r, spans in zip(batch_rows, per_row, strict=True):
                 cands.setdefault(r.text, []).extend(
                     sp._replace(start=sp.start + r.first_word, end=sp.end + r.first_word)
                     for sp in spans)
+                pending[r.text] -= 1
+                done += pending[r.text] == 0
+            if progress is not None and done:
+                progress(done)
         out = []
         for i, text in enumerate(texts):
             merged = decoding.merge_candidates(cands.get(i, []), label_sets[i][1])
@@ -138,11 +189,26 @@ class GLiNER:
             return [normalize_labels(x) for x in labels]
         return [normalize_labels(labels)] * n
 
-    def _rows(self, splits, label_sets, truncate: bool, stride: int | None) -> Iterator[_Row]:
-        size = self.config.max_len
-        stride = stride or max(1, size * 3 // 4)
-        if stride > size:
-            raise ValueError(f"window_stride {stride} is larger than the window ({size} words)")
+    def window_shape(self, size: int | None = None, stride: int | None = None) -> tuple[int, int]:
+        """(window size, stride) in words, defaults filled in and checked.
+
+        Consecutive windows overlap by size - stride >= max_width - 1 words, so that every
+        span the model can score (at most max_width words) lies whole inside some window.
+        """
+        max_len, k = self.config.max_len, self.config.max_width
+        size = size or max_len
+        if not k <= size <= max_len:
+            raise ValueError(f"window size must be between max_width={k} and max_len={max_len} "
+                             f"words, got {size}")
+        longest = size - k + 1  # the largest stride that keeps an overlap of k - 1 words
+        stride = stride or max(1, min(size * 3 // 4, longest))
+        if not 1 <= stride <= longest:
+            raise ValueError(f"window stride must be between 1 and {longest} words (window "
+                             f"{size} - max_width {k} + 1), got {stride}: larger strides would "
+                             "miss spans that cross a window boundary")
+        return size, stride
+
+    def _rows(self, splits, label_sets, truncate: bool, size: int, stride: int) -> Iterator[_Row]:
         for i, split in enumerate(splits):
             words = [w for w, _, _ in split]
             if not words:
@@ -150,9 +216,23 @@ class GLiNER:
             if len(words) <= size or truncate:
                 yield _Row(i, 0, words, label_sets[i])  # the processor warns when it cuts
                 continue
-            starts = list(range(0, len(words) - size, stride)) + [len(words) - size]
-            for s in starts:
-                yield _Row(i, s, words[s:s + size], label_sets[i])
+            tokens, budget = self._token_budget(words, label_sets[i][0])
+            for s, e in plan_windows(len(words), size, stride, self.config.max_width - 1,
+                                     tokens, budget):
+                yield _Row(i, s, words[s:e], label_sets[i])
+
+    def _token_budget(self, words: list[str], prompts: list[str]):
+        """(sub-tokens per word, sub-tokens left for words after the prompt), or (None, None)
+        when the tokenizer has no length limit."""
+        limit = self.processor.model_max_length
+        if limit is None:
+            return None, None
+        tok = self.tokenizer
+        prompt = len(tok(self.processor._prompt(list(dict.fromkeys(prompts))),
+                         is_split_into_words=True)["input_ids"])
+        ids = tok(words, is_split_into_words=True, add_special_tokens=False).word_ids()
+        counts = np.bincount([w for w in ids if w is not None], minlength=len(words))
+        return counts, limit - prompt
 
     def _predict_rows(self, rows: list[_Row], batch_size: int):
         """Yields (rows, probs [b,L,K,C] numpy, text_lengths) per batch; rows sorted by length

@@ -1,0 +1,346 @@
+"""`python -m gliner_jax.predict`: named entities of texts, one JSON object per text.
+
+    python -m gliner_jax.predict --labels person,organization,location "Text one." "Text two."
+    python -m gliner_jax.predict --labels @labels.txt --input texts.txt --output out.jsonl
+    python -m gliner_jax.predict --labels person --input book.txt --document --format text
+
+Inputs: texts as arguments, standard input (one text per line), or `--input FILE` (.txt: one
+text per line, or the whole file with `--document`; .jsonl: {"id", "text", "labels"} per line).
+Texts longer than the model's max_len words are predicted in overlapping windows and stitched.
+Inputs are checked before the model is loaded; every failure is one line on stderr and a
+non-zero exit code: 2 for bad usage or input, 3 for a model that cannot be loaded, 1 otherwise.
+Compiled programs are kept in a persistent cache, so the second run starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from gliner_jax.predict_io import (
+    ErrorPolicy,
+    InputError,
+    Record,
+    parse_labels,
+    read_records,
+    result,
+    to_json_line,
+    to_text,
+    use_color,
+)
+
+EXIT_USAGE, EXIT_MODEL, EXIT_FAILURE = 2, 3, 1
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+MAX_CHUNK = 1024  # texts predicted together (sorted by length) before their results are written
+
+
+class UsageError(ValueError):
+    pass
+
+
+class ModelError(ValueError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _fraction(x: str) -> float:
+    try:
+        v = float(x)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {x!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {x}")
+    return v
+
+
+def _positive(x: str) -> int:
+    try:
+        v = int(x)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {x!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {x}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="python -m gliner_jax.predict",
+                 description="Find named entities of any type (GLiNER) in texts; prints one JSON "
+                             "object per text: {\"id\", \"entities\": [{\"start\", \"end\", "
+                             "\"text\", \"label\", \"score\"}]}.")
+    ap.add_argument("texts", nargs="*", help="texts (else --input, else standard input)")
+    io = ap.add_argument_group("input and output")
+    io.add_argument("-i", "--input", metavar="FILE",
+                    help=".txt (one text per line) or .jsonl ({\"id\", \"text\", \"labels\"} per "
+                         "line); - reads standard input")
+    io.add_argument("--input-format", choices=["txt", "jsonl"],
+                    help="format of --input (default: from its suffix; standard input: txt)")
+    io.add_argument("--document", action="store_true",
+                    help="read a .txt input (or standard input) as one document")
+    io.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    io.add_argument("-f", "--format", choices=["jsonl", "json", "text"], default="jsonl",
+                    help="jsonl (default): a JSON object per text; json: one JSON array; text: "
+                         "the input with entities marked inline")
+    io.add_argument("--skip-errors", action="store_true",
+                    help="skip bad input lines (reported and counted) instead of stopping")
+    io.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    m = ap.add_argument_group("model and decoding")
+    m.add_argument("-m", "--model", default=os.environ.get("GLINER_JAX_MODEL"),
+                   help="GLiNER directory (reference layout) or hub id (default: "
+                        "$GLINER_JAX_MODEL, else the shipped model in checkpoints/)")
+    m.add_argument("-l", "--labels",
+                   help="entity types: a comma list (person,organization) or @FILE (one per "
+                        "line); JSONL lines may carry their own \"labels\"")
+    m.add_argument("-t", "--threshold", type=_fraction, default=0.5,
+                   help="keep spans scoring above this (default 0.5)")
+    m.add_argument("--nested", action="store_true",
+                   help="allow entities inside entities (default: flat, no overlaps)")
+    m.add_argument("--multi-label", action="store_true",
+                   help="allow several labels on the same span")
+    m.add_argument("-b", "--batch-size", type=_positive, default=8,
+                   help="rows per forward pass (default 8)")
+    m.add_argument("--window-size", type=_positive, metavar="WORDS",
+                   help="words per window of a long text (default: the model's max_len)")
+    m.add_argument("--window-stride", type=_positive, metavar="WORDS",
+                   help="words between window starts (default: 3/4 of the window)")
+    m.add_argument("--truncate", action="store_true",
+                   help="cut texts at max_len words instead of windowing (the reference's "
+                        "behaviour)")
+    m.add_argument("--device", choices=["cpu", "gpu", "tpu"],
+                   help="where to run (default: JAX's default, the accelerator if any)")
+    m.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="compute dtype (default float32; bfloat16 is faster on GPU / TPU)")
+    m.add_argument("--cache-dir", metavar="DIR",
+                   help="persistent compilation cache (default: $GLINER_JAX_CACHE, else "
+                        "~/.cache/gliner_jax/xla); 'none' turns it off")
+    return ap
+
+
+# ------------------------------------------------------------------------------------------------
+# inputs
+
+
+def _read_inputs(args, policy: ErrorPolicy) -> tuple[list[Record], bool]:
+    """(records, from_file): from the arguments, --input, or standard input."""
+    if args.texts and args.input:
+        raise UsageError("give texts as arguments or --input FILE, not both")
+    if args.texts:
+        if args.document:
+            raise UsageError("--document applies to --input or standard input")
+        return [Record(i, t, where=f"argument {i + 1}") for i, t in enumerate(args.texts)], False
+    name = args.input or "-"
+    if name == "-" and sys.stdin.isatty():
+        raise UsageError("no input: give texts as arguments, --input FILE, or pipe them in")
+    fmt = args.input_format or ("jsonl" if name.endswith((".jsonl", ".ndjson")) else "txt")
+    if fmt == "jsonl" and args.document:
+        raise UsageError("--document applies to text input, not JSONL")
+    stream = sys.stdin.buffer if name == "-" else None
+    records = read_records("<stdin>" if stream else name, fmt=fmt, document=args.document,
+                           policy=policy, stream=stream)
+    return records, True
+
+
+def _attach_labels(records: list[Record], labels, policy: ErrorPolicy) -> list[Record]:
+    """Every record gets a label set: its own (JSONL) or --labels."""
+    if labels is not None:
+        return [r if r.labels else Record(r.id, r.text, labels, r.where) for r in records]
+    missing = [r for r in records if r.labels is None]
+    if missing and len(missing) == len(records):
+        raise UsageError("no entity labels: pass --labels person,organization (or @FILE), or "
+                         "give \"labels\" in each JSONL line")
+    for r in missing:
+        policy.bad(f"{r.where}: no \"labels\" in this line and no --labels given")
+    return [r for r in records if r.labels is not None]
+
+
+# ------------------------------------------------------------------------------------------------
+# JAX and the model
+
+
+def _setup_jax(args) -> None:
+    cache = args.cache_dir or os.environ.get("GLINER_JAX_CACHE")
+    if cache is None:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        cache = Path(base) / "gliner_jax" / "xla"
+    import jax
+
+    if args.device == "cpu":
+        jax.config.update("jax_platforms", "cpu")  # do not start (and fill) an accelerator
+
+    if str(cache).lower() != "none":
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        # the forward pass compiles in ~1 s per shape on a CPU; cache every program that
+        # takes noticeable time, not the many tiny ones
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    if args.device is not None:
+        try:
+            devices = jax.devices(args.device)
+        except RuntimeError:
+            have = sorted({d.platform for d in jax.devices()})
+            raise UsageError(f"--device {args.device}: JAX has no such device here "
+                             f"(available: {', '.join(have)})") from None
+        jax.config.update("jax_default_device", devices[0])
+
+
+def _model_source(args) -> str:
+    if args.model:
+        return args.model
+    found = ([CHECKPOINTS] if (CHECKPOINTS / "gliner_config.json").is_file()
+             else sorted(p.parent for p in CHECKPOINTS.glob("*/gliner_config.json")))
+    if not found:
+        raise ModelError(f"no shipped model in {CHECKPOINTS} yet: pass --model DIR (a GLiNER "
+                         "directory) or a hub id such as urchade/gliner_small-v2.1")
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise ModelError(f"several models in {CHECKPOINTS} ({names}): pick one with --model")
+    return str(found[0])
+
+
+def _load_model(args):
+    import jax.numpy as jnp
+
+    from gliner_jax.config import ConfigError
+    from gliner_jax.convert import ModelLoadError
+    from gliner_jax.model import GLiNER
+    from gliner_jax.weights import WeightsError
+
+    source = _model_source(args)
+    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else None
+    try:
+        model = GLiNER.from_pretrained(source, dtype=dtype)
+    except (ModelLoadError, WeightsError, ConfigError) as e:
+        raise ModelError(str(e)) from None
+    try:
+        model.window_shape(args.window_size, args.window_stride)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return model
+
+
+# ------------------------------------------------------------------------------------------------
+# running
+
+
+def _chunks(records: list[Record], first: int):
+    """Consecutive slices growing from `first` to MAX_CHUNK texts: the first result comes out
+    fast, later chunks are long enough for length sorting to pay."""
+    lo, size = 0, first
+    while lo < len(records):
+        yield records[lo:lo + size]
+        lo += size
+        size = min(size * 2, max(MAX_CHUNK, first))
+
+
+def _predict(model, records: list[Record], args, bar):
+    """Yields (record, entities) in input order, chunk by chunk."""
+    for chunk in _chunks(records, args.batch_size):
+        ents = model.inference(
+            [r.text for r in chunk], [r.labels for r in chunk], batch_size=args.batch_size,
+            threshold=args.threshold, flat_ner=not args.nested, multi_label=args.multi_label,
+            truncate=args.truncate, window_size=args.window_size,
+            window_stride=args.window_stride, progress=bar.update)
+        yield from zip(chunk, ents, strict=True)
+
+
+def _write(pairs, out, fmt: str) -> int:
+    """Write each (record, entities) as it comes (json: all at the end); the entity count."""
+    if fmt == "json":
+        pairs = list(pairs)
+        json.dump([result(r, e) for r, e in pairs], out, ensure_ascii=False, indent=2)
+        out.write("\n")
+        return sum(len(e) for _, e in pairs)
+    n, color, palette = 0, fmt == "text" and use_color(out), {}
+    for r, e in pairs:
+        line = to_json_line(r, e) if fmt == "jsonl" else to_text(r, e, color=color,
+                                                                   palette=palette)
+        out.write(line + "\n")
+        out.flush()
+        n += len(e)
+    return n
+
+
+def _configure_warnings() -> None:
+    shown: dict[type, int] = {}
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        shown[category] = shown.get(category, 0) + 1
+        if shown[category] <= 3:
+            print(f"warning: {message}", file=sys.stderr)
+        elif shown[category] == 4:
+            print(f"warning: further {category.__name__}s not shown", file=sys.stderr)
+
+    warnings.showwarning = show
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run(args) -> int:
+    t0 = time.perf_counter()
+    _configure_warnings()
+    policy = ErrorPolicy(args.skip_errors)
+    labels = parse_labels(args.labels) if args.labels is not None else None
+    records, from_file = _read_inputs(args, policy)
+    records = _attach_labels(records, labels, policy)
+    _setup_jax(args)
+    model = _load_model(args)
+
+    from tqdm import tqdm
+
+    out = sys.stdout
+    if args.output:
+        try:
+            out = open(args.output, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+        except OSError as e:
+            raise UsageError(f"{args.output}: cannot write ({e.strerror or e})") from None
+    else:
+        sys.stdout.reconfigure(encoding="utf-8")
+    show_bar = from_file and not args.quiet
+    with tqdm(total=len(records), unit="text", file=sys.stderr, disable=None if show_bar else True,
+              dynamic_ncols=True, smoothing=0.1) as bar:
+        n_ents = _write(_predict(model, records, args, bar), out, args.format)
+    if out is not sys.stdout:
+        out.close()
+    if policy.skipped:
+        print(f"warning: skipped {len(policy.skipped)} bad input line(s); the first: "
+              f"{policy.skipped[0]}", file=sys.stderr)
+    if show_bar:
+        dt = time.perf_counter() - t0
+        print(f"{len(records)} texts, {n_ents} entities in {dt:.1f} s "
+              f"({len(records) / dt:.1f} texts/s)", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (UsageError, InputError) as e:
+        code, msg = EXIT_USAGE, str(e)
+    except ModelError as e:
+        code, msg = EXIT_MODEL, str(e)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `| head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except Exception as e:  # never a traceback, unless asked for
+        if os.environ.get("GLINER_JAX_DEBUG"):
+            raise
+        code = EXIT_FAILURE
+        msg = f"{type(e).__name__}: {e} (set GLINER_JAX_DEBUG=1 for the traceback)"
+    print(f"error: {' '.join(msg.split())}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

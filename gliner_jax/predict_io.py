@@ -1,0 +1,209 @@
+"""Inputs and outputs of `python -m gliner_jax.predict`: label lists, text / JSONL readers with
+file:line error messages, and the jsonl / json / inline-text formatters. No JAX here, so that bad
+input is reported before the model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from gliner_jax.processing import normalize_labels
+
+
+class InputError(ValueError):
+    """Bad input (labels, files, lines): the message is one line and names the place."""
+
+
+@dataclasses.dataclass
+class Record:
+    id: Any                      # the JSONL "id", else the 0-based line / argument index
+    text: str
+    labels: list[str] | dict[str, str] | None = None  # per-record labels (JSONL) or None
+    where: str = ""              # "FILE:LINE", for messages
+
+
+class ErrorPolicy:
+    """Stop at the first bad input line, or (`skip`) count it and go on."""
+
+    def __init__(self, skip: bool):
+        self.skip = skip
+        self.skipped: list[str] = []
+
+    def bad(self, message: str) -> None:
+        if not self.skip:
+            raise InputError(message)
+        self.skipped.append(message)
+
+
+# ------------------------------------------------------------------------------------------------
+# labels
+
+
+def parse_labels(spec: str) -> list[str]:
+    """`--labels`: "person,organization" or "@FILE" (one label per line, blank lines ignored)."""
+    if spec.startswith("@"):
+        name = spec[1:]
+        data = _read_bytes(name)
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise InputError(f"--labels {spec}: not valid UTF-8 (byte {e.start + 1})") from None
+        labels = [x.strip() for x in text.splitlines() if x.strip()]
+        if not labels:
+            raise InputError(f"--labels {spec}: the file holds no labels")
+    else:
+        labels = [x.strip() for x in spec.split(",")]
+        for i, x in enumerate(labels):
+            if not x:
+                raise InputError(f"--labels {spec!r}: label {i + 1} is empty")
+    return list(dict.fromkeys(labels))
+
+
+def check_labels(labels: Any, where: str) -> list[str] | dict[str, str]:
+    """A JSONL line's "labels": a list of names or {name: description}, none empty."""
+    if not isinstance(labels, list | Mapping) or isinstance(labels, str):
+        raise InputError(f"{where}: \"labels\" must be a list of strings, "
+                         f"got {type(labels).__name__}")
+    try:
+        normalize_labels(labels)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{where}: {e}") from None
+    return labels
+
+
+# ------------------------------------------------------------------------------------------------
+# readers
+
+
+def _read_bytes(name: str | Path, stream: BinaryIO | None = None) -> bytes:
+    if stream is not None:
+        return stream.read()
+    try:
+        return Path(name).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a directory, not a file") from None
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
+    except OSError as e:
+        raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
+
+
+def _decoded_lines(data: bytes, name: str, policy: ErrorPolicy):
+    """(line number, text) for each line that is valid UTF-8; bad lines go to `policy`."""
+    for n, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            policy.bad(f"{name}:{n}: not valid UTF-8 (byte {e.start + 1} of the line)")
+            continue
+        if n == 1:
+            line = line.removeprefix("\ufeff")  # a UTF-8 byte order mark
+        yield n, line
+
+
+def read_records(name: str, *, fmt: str, document: bool, policy: ErrorPolicy,
+                 stream: BinaryIO | None = None) -> list[Record]:
+    """All records of a file (or of `stream`, named `name` in messages).
+
+    fmt "txt": one text per line (ids are 0-based line numbers; empty lines are empty texts),
+    or with `document` the whole input as one text. fmt "jsonl": one object per line,
+    {"id": ..., "text": ..., "labels": [...]}, "id" and "labels" optional, blank lines ignored.
+    """
+    data = _read_bytes(name, stream)
+    if fmt == "jsonl":
+        return [r for n, line in _decoded_lines(data, name, policy) if line.strip()
+                for r in _jsonl_record(line, f"{name}:{n}", n - 1, policy)]
+    if document:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data[: e.start].count(b"\n") + 1
+            policy.bad(f"{name}:{line}: not valid UTF-8 (byte {e.start + 1} of the file)")
+            text = data.decode("utf-8", errors="replace")  # skip-errors: keep the rest
+        return [Record(0, text.removeprefix("\ufeff"), where=name)]
+    return [Record(n - 1, line, where=f"{name}:{n}")
+            for n, line in _decoded_lines(data, name, policy)]
+
+
+def _jsonl_record(line: str, where: str, index: int, policy: ErrorPolicy) -> list[Record]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        policy.bad(f"{where}: malformed JSON ({e.msg} at column {e.colno})")
+        return []
+    try:
+        if not isinstance(obj, dict):
+            raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        if not isinstance(obj.get("text"), str):
+            raise InputError(f"{where}: \"text\" must be a string"
+                             + ("" if "text" in obj else " (missing)"))
+        labels = obj.get("labels")
+        if labels is not None:
+            labels = check_labels(labels, where)
+    except InputError as e:
+        policy.bad(str(e))
+        return []
+    return [Record(obj.get("id", index), obj["text"], labels, where)]
+
+
+# ------------------------------------------------------------------------------------------------
+# outputs
+
+
+def result(record: Record, entities: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"id": record.id, "entities": entities}
+
+
+def to_json_line(record: Record, entities: list[dict[str, Any]]) -> str:
+    return json.dumps(result(record, entities), ensure_ascii=False)
+
+
+_COLORS = (36, 33, 35, 32, 34, 31)  # cyan, yellow, magenta, green, blue, red
+
+
+def mark_inline(text: str, entities: Sequence[dict[str, Any]], *, color: bool = False,
+                palette: dict[str, int] | None = None) -> str:
+    """`text` with each entity as "[its text](label 0.93)"; nested entities nest their
+    brackets, labels of the very same span (multi-label) share one tag."""
+    spans: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for e in entities:
+        spans.setdefault((e["start"], e["end"]), []).append(e)
+    palette = {} if palette is None else palette
+    events: list[tuple[int, int, int, str]] = []  # (position, order, tie-break, inserted text)
+    for (s, e), group in spans.items():
+        tag = ", ".join(f"{g['label']} {g['score']:.2f}" for g in group)
+        if color:
+            code = palette.setdefault(group[0]["label"], _COLORS[len(palette) % len(_COLORS)])
+            tag = f"\x1b[{code}m{tag}\x1b[0m"
+        # at one position: closing tags first, inner spans closed before outer ones, outer
+        # spans opened before inner ones
+        events.append((s, 1, -e, "["))
+        events.append((e, 0, -s, f"]({tag})"))
+    out, pos = [], 0
+    for at, _, _, piece in sorted(events):
+        out.append(text[pos:at])
+        out.append(piece)
+        pos = at
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def to_text(record: Record, entities: list[dict[str, Any]], *, color: bool = False,
+            palette: dict[str, int] | None = None) -> str:
+    marked = mark_inline(record.text, entities, color=color, palette=palette)
+    if "\n" in record.text:
+        return f"# {record.id}\n{marked}"
+    return f"{record.id}: {marked}"
+
+
+def use_color(stream) -> bool:
+    import os
+
+    return stream.isatty() and not os.environ.get("NO_COLOR") and sys.platform != "win32"
