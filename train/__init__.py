@@ -1,0 +1,1 @@
+"""Training gliner_jax models: `python -m train --config train/configs/tiny.py --workdir DIR`."""

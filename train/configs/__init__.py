@@ -1,0 +1,1 @@
+"""Training configs: each file's get_config() returns a train.config.TrainConfig."""

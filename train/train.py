@@ -1,0 +1,341 @@
+"""The training loop: `run(cfg, workdir)`.
+
+DIR/config.json       the configuration (written on the first start)
+DIR/data_report.json  per dataset: examples, entities, skipped lines, spans the model cannot learn
+DIR/metrics.jsonl     step, loss, learning rates, grad norm, examples/s, tokens/s, compiles, dev F1
+DIR/checkpoints/      Orbax: every checkpoint_every steps, at the end and on SIGTERM; the last k
+DIR/model/            the final weights in the reference layout (gliner and gliner_jax load it)
+
+Restarting with the same command continues from the latest checkpoint: parameters, optimizer
+state, step and data position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from gliner_jax import decoding, metrics
+from gliner_jax.convert import save_gliner
+from gliner_jax.processing import Processor
+from gliner_jax.sharding import batch_sharding, make_mesh, replicated, state_shardings
+from train import checkpointing
+from train.build import build_model
+from train.config import TrainConfig, dumps
+from train.data import Batcher, Dataset, Mixture, data_report, load_dataset, sample_types
+from train.step import BATCH_RANKS, make_optimizer, make_train_step, opt_shardings
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss or gradient norm became NaN / inf; the run stopped before saving it."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    status: str                 # "done" | "preempted"
+    step: int
+    metrics: dict
+    export_dir: Path | None = None
+
+
+def log(msg: str) -> None:
+    if jax.process_index() == 0:
+        tqdm.write(msg, file=sys.stderr)
+
+
+def host(tree):
+    """Numpy copies of replicated arrays: each process reads its own replica (np.asarray of a
+    global array fails when some of its devices belong to other processes)."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def put(tree, shardings):
+    """Global arrays from host values that every process holds whole (jax.device_put accepts
+    only shardings over this process's devices)."""
+    return jax.tree.map(lambda x, s: jax.make_array_from_callback(
+        np.shape(x), s, lambda idx: np.asarray(x)[idx]), tree, shardings)
+
+
+def device_batch(arrays: dict, shardings: dict) -> dict:
+    """Global arrays from the global numpy batch: each process contributes only the rows its
+    devices hold (jax.make_array_from_process_local_data)."""
+    out = {}
+    for k, x in arrays.items():
+        sh = shardings[k]
+        idx = sh.addressable_devices_indices_map(x.shape).values()
+        lo = min(i[1].start or 0 for i in idx)
+        hi = max(x.shape[1] if i[1].stop is None else i[1].stop for i in idx)
+        out[k] = jax.make_array_from_process_local_data(sh, x[:, lo:hi], x.shape)
+    return out
+
+
+class Evaluator:
+    """Micro F1 on a dev set, decoded as the reference does (flat NER, threshold)."""
+
+    def __init__(self, graphdef, rest, processor: Processor, batcher: Batcher, dev: Dataset,
+                 cfg: TrainConfig, mesh):
+        self.processor, self.batcher, self.dev, self.cfg = processor, batcher, dev, cfg
+        n = math.prod(mesh.shape[a] for a in ("data", "fsdp"))
+        self.rows = -(-cfg.data.eval_batch_size // n) * n
+        self.mesh, self.rest = mesh, rest
+
+        def probs(params, rest, b):
+            model = nnx.merge(graphdef, params, rest)
+            _, w, _, c = b["labels"].shape
+            logits, _ = model(b["input_ids"], b["attention_mask"], b["words_mask"],
+                              b["text_lengths"], num_words=w, num_classes=c)
+            return jax.nn.sigmoid(logits.astype(jnp.float32))
+        self.fn = jax.jit(probs, out_shardings=replicated(mesh))
+
+    def __call__(self, params) -> dict:
+        gold, pred, labels = [], [], self.dev.labels
+        exs = self.dev.examples
+        for lo in range(0, len(exs), self.rows):
+            chunk = exs[lo:lo + self.rows]
+            batch = self.batcher.encode(chunk, [labels] * len(chunk), self.rows)
+            arrays = {k: v[None] for k, v in batch.arrays().items() if k != "prompt_mask"}
+            sh = {k: batch_sharding(self.mesh, v.ndim, leading=1) for k, v in arrays.items()}
+            arrays = {k: v[0] for k, v in device_batch(arrays, sh).items()}
+            probs = host(self.fn(params, self.rest, arrays))
+            spans = decoding.decode(probs, batch.text_lengths, batch.label_names[: len(chunk)],
+                                    threshold=self.cfg.data.eval_threshold)
+            pred += [[(s.start, s.end, s.label) for s in row] for row in spans]
+            gold += [[tuple(s) for s in ex["ner"]] for ex in chunk]
+        m = metrics.ner_scores(gold, pred).micro
+        return {"dev_f1": m.f1, "dev_precision": m.precision, "dev_recall": m.recall}
+
+
+@dataclasses.dataclass
+class Trainer:
+    """The model's structure, its shardings, the optimizer and the jitted step."""
+
+    graphdef: nnx.GraphDef          # train mode (dropout on)
+    eval_graphdef: nnx.GraphDef
+    rest: dict                      # RNG-stream variables (reseeded in every step)
+    scheds: dict                    # group -> learning-rate schedule
+    state_sh: dict
+    batch_sh: dict
+    abstract_state: dict            # ShapeDtypeStructs with shardings (restore target)
+    init_opt: object
+    step_fn: object
+    traces: list                    # one entry per trace (compilation) of the step
+
+
+def make_trainer(model, cfg: TrainConfig, mesh) -> tuple[Trainer, dict]:
+    """(Trainer, host parameters as a pure dict) for `model` on `mesh`."""
+    tx, scheds = make_optimizer(cfg.optim, model, cfg.num_steps)
+    model.eval()
+    eval_graphdef = nnx.graphdef(model)
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    repl = replicated(mesh)
+    param_sh = state_shardings(params, mesh)
+    params = jax.device_get(nnx.to_pure_dict(params))  # host copy: the step donates its state
+    abs_params = jax.eval_shape(lambda: params)
+    abs_opt = jax.eval_shape(tx.init, abs_params)
+    state_sh = {"params": param_sh, "opt": opt_shardings(abs_opt, abs_params, param_sh, mesh),
+                "step": repl}
+    abs_state = {"params": abs_params, "opt": abs_opt,
+                 "step": jax.ShapeDtypeStruct((), jnp.int32)}
+    # the RNG streams (dropout): placeholders, reseeded in the step from (seed, step)
+    abs_rest = jax.eval_shape(lambda: nnx.to_pure_dict(rest))
+    rest_sh = jax.tree.map(lambda _: repl, abs_rest)
+    rest = jax.jit(lambda: jax.tree.map(_placeholder, abs_rest), out_shardings=rest_sh)()
+    batch_sh = {k: batch_sharding(mesh, n, leading=1) for k, n in BATCH_RANKS.items()}
+    traces: list = []
+    step_fn = make_train_step(graphdef, tx, cfg.loss, cfg.seed, state_sh, rest_sh, batch_sh,
+                              mesh, on_trace=lambda: traces.append(1),
+                              compiler_options=cfg.xla_options)
+    init_opt = jax.jit(tx.init, out_shardings=state_sh["opt"])
+    tr = Trainer(graphdef, eval_graphdef, rest, scheds, state_sh,
+                 batch_sh, checkpointing.abstract(abs_state, state_sh), init_opt, step_fn, traces)
+    return tr, params
+
+
+def _placeholder(a: jax.ShapeDtypeStruct):
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        return jax.random.split(jax.random.key(0), a.shape) if a.shape else jax.random.key(0)
+    return jnp.zeros(a.shape, a.dtype)
+
+
+def init_state(tr: Trainer, params: dict) -> dict:
+    """The sharded state of a fresh run."""
+    p = put(params, tr.state_sh["params"])
+    return {"params": p, "opt": tr.init_opt(p),
+            "step": put(np.zeros((), np.int32), tr.state_sh["step"])}
+
+
+def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool = True,
+        ) -> RunResult:
+    """Train (or continue training) `cfg` in `workdir`. `on_step(step)` is called after each
+    step is dispatched (tests use it to send SIGTERM)."""
+    cfg.validate()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    main = jax.process_index() == 0
+    if main:
+        old = workdir / "config.json"
+        if old.is_file() and old.read_text() != dumps(cfg):
+            log(f"warning: {old} differs from this run's config; continuing with the new one")
+        old.write_text(dumps(cfg))
+    mesh = make_mesh(cfg.mesh)
+    rows = cfg.data.batch_size // cfg.optim.grad_accum
+    shards = math.prod(mesh.shape[a] for a in ("data", "fsdp"))
+    if rows % shards:
+        raise ValueError(f"micro-batch of {rows} rows does not split over {shards} data shards")
+
+    train_sets = [load_dataset(d, cfg.data.skip_errors) for d in cfg.data.train]  # fail fast
+    dev = load_dataset(cfg.data.dev, cfg.data.skip_errors) if cfg.data.dev else None
+    model, tokenizer, notes = build_model(cfg.model, cfg.data, cfg.seed)
+    for note in notes:
+        log(note)
+    gcfg = model.config
+    processor = Processor.from_config(tokenizer, gcfg.class_token_index, gcfg)
+    report = data_report(train_sets + ([dev] if dev else []), gcfg.max_width, gcfg.max_len)
+    if main:
+        (workdir / "data_report.json").write_text(json.dumps(report, indent=2))
+    for name, r in report.items():
+        log(f"{name}: " + ", ".join(f"{k} {v}" for k, v in r.items() if k != "first_skipped"))
+    mixture = Mixture(train_sets, cfg.seed)
+    batcher = Batcher(processor, cfg.data, cfg.optim.grad_accum)
+
+    tr, params = make_trainer(model, cfg, mesh)
+    del model
+    ckpt = checkpointing.Checkpointer(workdir / "checkpoints", cfg.keep_checkpoints)
+    if ckpt.latest_step() is None:
+        state = init_state(tr, params)
+    else:
+        state, pos = ckpt.restore(tr.abstract_state)
+        mixture.restore(pos)
+    del params
+    start = int(host(state["step"]))
+    if start:
+        log(f"resumed from {ckpt.directory} at step {start}")
+    evaluator = Evaluator(tr.eval_graphdef, tr.rest, processor, batcher, dev, cfg, mesh) \
+        if dev else None
+
+    stop = {"signal": False}
+    previous = None
+    if jax.process_count() == 1:  # several processes: JAX's preemption service (below)
+        try:
+            previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(signal=True))
+        except ValueError:  # not the main thread
+            previous = None
+    mlog = MetricsLog(workdir / "metrics.jsonl", tr, ckpt, main)
+    bar = tqdm(total=cfg.num_steps, initial=start, disable=not (progress and main),
+               dynamic_ncols=True, desc="train")
+
+    def save(step):
+        mlog.flush()  # raises before a state whose loss is not finite is saved
+        ckpt.save(step, state, mixture.position())
+
+    try:
+        with jax.set_mesh(mesh):
+            for s in range(start, cfg.num_steps):
+                examples = mixture.take(s, cfg.data.batch_size)
+                types = sample_types(examples, np.random.default_rng([cfg.seed, s, 1]),
+                                     max_types=cfg.data.max_types,
+                                     max_neg_type_ratio=cfg.data.max_neg_type_ratio,
+                                     sampled_negatives=cfg.data.sampled_negatives)
+                arrays, info = batcher(examples, types)
+                state, m = tr.step_fn(state, tr.rest, device_batch(arrays, tr.batch_sh))
+                mlog.add(s, m, info)
+                bar.update(1)
+                if on_step is not None:
+                    on_step(s + 1)
+                done = s + 1
+                if done % cfg.log_every == 0:
+                    bar.set_postfix(loss=f"{mlog.flush()['loss']:.4g}", refresh=False)
+                if evaluator and cfg.eval_every and done % cfg.eval_every == 0 \
+                        and done != cfg.num_steps:
+                    mlog.write({"step": done, **evaluator(state["params"])})
+                if done % cfg.checkpoint_every == 0:
+                    save(done)
+                preempted = stop["signal"] if jax.process_count() == 1 else \
+                    ckpt.manager.reached_preemption(done)
+                if preempted and done < cfg.num_steps:
+                    save(done)
+                    ckpt.wait()
+                    log(f"preempted: saved step {done}; rerun the same command to continue")
+                    return RunResult("preempted", done, dict(mlog.last))
+            save(cfg.num_steps)
+            if evaluator:
+                scores = evaluator(state["params"])
+                mlog.write({"step": cfg.num_steps, **scores})
+                log(", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            export_dir = None
+            if cfg.export:
+                export_dir = export(tr.eval_graphdef, tr.rest, state["params"], tokenizer,
+                                    workdir / "model", mesh)
+                log(f"exported the model to {export_dir}")
+            ckpt.wait()
+            return RunResult("done", cfg.num_steps, dict(mlog.last), export_dir)
+    finally:
+        bar.close()
+        ckpt.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class MetricsLog:
+    """Step metrics stay on the devices until `flush` (every log_every steps and before every
+    save) pulls them, checks that they are finite and appends their means to metrics.jsonl."""
+
+    def __init__(self, path: Path, tr: Trainer, ckpt, main: bool):
+        self.path, self.tr, self.ckpt, self.main = path, tr, ckpt, main
+        self.pending: list = []
+        self.last: dict = {}
+        self.clock = time.perf_counter()
+
+    def add(self, step: int, metrics: dict, info: dict) -> None:
+        self.pending.append((step, metrics, info))
+
+    def flush(self) -> dict:
+        if not self.pending:
+            return self.last
+        values = host([m for _, m, _ in self.pending])
+        for (s, _, _), v in zip(self.pending, values, strict=True):
+            if not (np.isfinite(v["loss"]) and np.isfinite(v["grad_norm"])):
+                raise NonFiniteLoss(
+                    f"non-finite loss at step {s + 1} (loss={v['loss']}, grad_norm="
+                    f"{v['grad_norm']}): stopping; the last good checkpoint is step "
+                    f"{self.ckpt.latest_step()} in {self.ckpt.directory}")
+        now = time.perf_counter()
+        dt, self.clock = now - self.clock, now
+        s = self.pending[-1][0]
+        rec = {"step": s + 1,
+               "loss": float(np.mean([v["loss"] for v in values])),
+               "grad_norm": float(np.mean([v["grad_norm"] for v in values])),
+               **{f"lr_{g}": float(f(s)) for g, f in self.tr.scheds.items()},
+               "examples_per_s": sum(i["examples"] for _, _, i in self.pending) / dt,
+               "tokens_per_s": sum(i["tokens"] for _, _, i in self.pending) / dt,
+               "compiles": len(self.tr.traces), "time": time.time()}
+        self.pending.clear()
+        self.write(rec)
+        return rec
+
+    def write(self, rec: dict) -> None:
+        self.last.update(rec)
+        if self.main:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+
+def export(graphdef, rest, params, tokenizer, out_dir: Path, mesh) -> Path | None:
+    """Write the reference layout (process 0): gliner_jax.GLiNER and gliner.GLiNER load it."""
+    full = jax.jit(lambda p: p, out_shardings=replicated(mesh))(params)
+    if jax.process_index() != 0:
+        return None
+    model = nnx.merge(graphdef, host(full), rest)
+    return save_gliner(model, tokenizer, out_dir)
