@@ -1,7 +1,8 @@
 """python -m train --config FILE --workdir DIR [--config.a.b=value ...]
 
 Several hosts: run the same command on each with --coordinator HOST:PORT --num_processes N
---process_id I (or none of them where jax.distributed.initialize() detects the cluster itself).
+--process_id I, or with --distributed where jax.distributed.initialize() detects the cluster
+itself (Cloud TPU pods, SLURM, Open MPI).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--coordinator", help="multi-host: address of process 0 (HOST:PORT)")
     ap.add_argument("--num_processes", type=int)
     ap.add_argument("--process_id", type=int)
+    ap.add_argument("--distributed", action="store_true",
+                    help="multi-host: jax.distributed.initialize() with cluster auto-detection")
     ap.add_argument("--no_progress", action="store_true", help="no tqdm bar")
     args, rest = ap.parse_known_args(argv)
     overrides = parse_overrides(rest)
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
 
-    if args.coordinator or args.num_processes:
+    if args.coordinator or args.num_processes or args.distributed:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
     from gliner_jax.corpora import CorpusError

@@ -34,10 +34,12 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class DatasetConfig:
-    path: str = ""              # a BIO / eval-bundle folder, or a gliner .json / .jsonl file
-    split: str = "train"        # folders only
+    path: str = ""              # a BIO / eval-bundle folder, a gliner .json / .jsonl file, or
+                                # "tfds:gliner_ner/NAME" (train/tfds_data.py) read from data_dir
+    split: str = "train"        # folders and "tfds:" datasets
     weight: float = 1.0         # mixing weight (normalised over the training sets)
     max_examples: int | None = None  # keep the first n examples
+    data_dir: str = ""          # TFDS data_dir (local or mounted) of a "tfds:" path
 
 
 @dataclasses.dataclass

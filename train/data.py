@@ -36,9 +36,15 @@ def load_dataset(dc: DatasetConfig, skip_errors: bool) -> Dataset:
     """A folder (BIO or evaluation bundle; split `dc.split`) or a gliner JSON / JSONL file.
 
     Malformed lines and out-of-range spans raise a CorpusError naming the file and line, or with
-    `skip_errors` are skipped and counted in `.stats.skipped`."""
+    `skip_errors` are skipped and counted in `.stats.skipped`. A "tfds:NAME" path reads a
+    prepared TFDS dataset (train/tfds_data.py) from `dc.data_dir`."""
     path = Path(dc.path)
-    if path.is_dir():
+    if dc.path.startswith("tfds:"):
+        from train import tfds_data  # optional extra: imported only for TFDS input
+
+        name, rows, labels = tfds_data.load_examples(dc.path[5:], dc.data_dir, dc.split)
+        examples = corpora.Examples(rows, corpora.CorpusStats(source=name, sentences=len(rows)))
+    elif path.is_dir():
         examples, labels = corpora.read_split(path, dc.split, skip_errors=skip_errors,
                                               misaligned="drop")
         name = f"{path.name}/{dc.split}"
@@ -167,22 +173,35 @@ class Batcher:
         W = max(min(bucket(w, cfg.min_words, half_steps=False), self.processor.max_len), w)
         return {"B": b, "T": T, "W": W, "C": bucket(c, cfg.min_classes, half_steps=False)}
 
-    def encode(self, examples: list[dict], types: list[list[str]], rows: int):
-        """A padded processing.Batch with labels (rows padded to `rows`)."""
+    def _unpadded(self, examples: list[dict], types: list[list[str]]):
         words = [ex["tokenized_text"] for ex in examples]
         self.truncated += sum(len(w) > self.processor.max_len for w in words)
         with warnings.catch_warnings():  # counted above and in the data report
             warnings.simplefilter("ignore", TruncationWarning)
-            batch = self.processor.encode(words, types, ner=[ex["ner"] for ex in examples],
-                                          pad=False)
-        s = batch.shape
-        return pad_batch(batch, **self.sizes(s["T"], s["W"], s["C"], rows),
+            return self.processor.encode(words, types, ner=[ex["ner"] for ex in examples],
+                                         pad=False)
+
+    def _pad(self, batch, t: int, w: int, c: int, rows: int):
+        return pad_batch(batch, **self.sizes(t, w, c, rows),
                          pad_token_id=self.processor.pad_token_id,
                          padding_side=getattr(self.processor.tokenizer, "padding_side", "right"))
 
-    def __call__(self, examples: list[dict], types: list[list[str]]) -> tuple[dict, dict]:
-        batch = self.encode(examples, types, len(examples))
+    def encode(self, examples: list[dict], types: list[list[str]], rows: int):
+        """A padded processing.Batch with labels (rows padded to `rows`)."""
+        batch = self._unpadded(examples, types)
+        s = batch.shape
+        return self._pad(batch, s["T"], s["W"], s["C"], rows)
+
+    def __call__(self, examples: list[dict], types: list[list[str]], *, agree=None,
+                 ) -> tuple[dict, dict]:
+        """Arrays [A, b, ...] of `examples` (with several processes: this process's rows of
+        the global batch). `agree` maps this process's (T, W, C, tokens) to the global batch's
+        (max, max, max, sum), so that every process pads to the same buckets."""
+        batch = self._unpadded(examples, types)
+        s = batch.shape
+        need = np.array([s["T"], s["W"], s["C"], batch.attention_mask.sum()], np.int64)
+        t, w, c, tokens = (int(x) for x in (need if agree is None else agree(need)))
+        batch = self._pad(batch, t, w, c, len(examples))
         arrays = {k: v.reshape(self.accum, -1, *v.shape[1:])
                   for k, v in batch.arrays().items() if k != "prompt_mask"}
-        info = {"examples": len(examples), "tokens": int(batch.attention_mask.sum())}
-        return arrays, info
+        return arrays, {"examples": len(examples), "tokens": tokens}

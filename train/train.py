@@ -80,6 +80,31 @@ def device_batch(arrays: dict, shardings: dict) -> dict:
     return out
 
 
+def local_rows(batch_size: int, accum: int, sharding) -> np.ndarray:
+    """Indices into the global batch of the rows this process's devices hold (its contiguous
+    slice of every micro-batch): the only examples it encodes and feeds."""
+    b = batch_size // accum
+    idx = sharding.addressable_devices_indices_map((accum, b)).values()
+    lo = min(i[1].start or 0 for i in idx)
+    hi = max(b if i[1].stop is None else i[1].stop for i in idx)
+    return np.concatenate([a * b + np.arange(lo, hi) for a in range(accum)])
+
+
+def process_batch(arrays: dict, shardings: dict, rows: int) -> dict:
+    """Global arrays [A, rows, ...] from this process's rows [A, rows / P, ...]."""
+    return {k: jax.make_array_from_process_local_data(shardings[k], x,
+                                                      (x.shape[0], rows, *x.shape[2:]))
+            for k, x in arrays.items()}
+
+
+def agree_sizes(need: np.ndarray) -> np.ndarray:
+    """(T, W, C, tokens) of this process's rows -> the global batch's (max, max, max, sum)."""
+    from jax.experimental import multihost_utils
+
+    every = np.asarray(multihost_utils.process_allgather(need))
+    return np.concatenate([every[:, :3].max(0), every[:, 3:].sum(0)])
+
+
 class Evaluator:
     """Micro F1 on a dev set, decoded as the reference does (flat NER, threshold)."""
 
@@ -208,6 +233,9 @@ def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool =
     for name, r in report.items():
         log(f"{name}: " + ", ".join(f"{k} {v}" for k, v in r.items() if k != "first_skipped"))
     mixture = Mixture(train_sets, cfg.seed)
+    mine = local_rows(cfg.data.batch_size, cfg.optim.grad_accum,
+                      batch_sharding(mesh, 2, leading=1))
+    agree = agree_sizes if jax.process_count() > 1 else None
     batcher = Batcher(processor, cfg.data, cfg.optim.grad_accum)
 
     tr, params = make_trainer(model, cfg, mesh)
@@ -248,8 +276,13 @@ def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool =
                                      max_types=cfg.data.max_types,
                                      max_neg_type_ratio=cfg.data.max_neg_type_ratio,
                                      sampled_negatives=cfg.data.sampled_negatives)
-                arrays, info = batcher(examples, types)
-                state, m = tr.step_fn(state, tr.rest, device_batch(arrays, tr.batch_sh))
+                # every process draws the same global batch (and types, sampled over all of
+                # it) but encodes and feeds only its own rows
+                arrays, info = batcher([examples[i] for i in mine], [types[i] for i in mine],
+                                       agree=agree)
+                info["examples"] = len(examples)
+                batch = process_batch(arrays, tr.batch_sh, rows)
+                state, m = tr.step_fn(state, tr.rest, batch)
                 mlog.add(s, m, info)
                 bar.update(1)
                 if on_step is not None:
