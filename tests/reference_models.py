@@ -15,6 +15,7 @@ import json
 import os
 import random
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -55,15 +56,19 @@ def _corpus(n_lines: int = 3000, seed: int = 0) -> list[str]:
 @functools.cache
 def _spm_vocab() -> tuple[tuple[str, float], ...]:
     """Train the SentencePiece unigram model once per process; (piece, score) by id."""
+    return _train_spm(_corpus(), 300)
+
+
+def _train_spm(lines: Sequence[str], vocab_size: int) -> tuple[tuple[str, float], ...]:
     import sentencepiece as spm
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.txt"
-        corpus.write_text("\n".join(_corpus()), encoding="utf-8")
+        corpus.write_text("\n".join(lines), encoding="utf-8")
         spm.SentencePieceTrainer.train(
             input=str(corpus),
             model_prefix=str(Path(tmp) / "spm"),
-            vocab_size=300,
+            vocab_size=vocab_size,
             hard_vocab_limit=False,
             model_type="unigram",
             # DeBERTa-v3 layout; [MASK] is appended after the spm vocab by transformers
@@ -76,17 +81,21 @@ def _spm_vocab() -> tuple[tuple[str, float], ...]:
         return tuple((sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size()))
 
 
-def build_deberta_tokenizer(out_dir: str | Path):
+def build_deberta_tokenizer(out_dir: str | Path, corpus: Sequence[str] | None = None,
+                            vocab_size: int = 8000):
     """A DebertaV2Tokenizer over a locally trained SentencePiece unigram vocab, saved to out_dir.
 
     Ids: [PAD]=0 [CLS]=1 [SEP]=2 [UNK]=3, then the pieces, then [MASK]. Writes tokenizer.json +
-    tokenizer_config.json (no protobuf, no hub). The training runs once per process.
+    tokenizer_config.json (no protobuf, no hub). The toy vocab (~300 pieces, the default) is
+    trained once per process; `corpus` (lines of text) trains a `vocab_size` vocab on it instead,
+    e.g. real sentences, so that words split into realistic numbers of pieces.
     """
     from transformers import DebertaV2Tokenizer
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = DebertaV2Tokenizer(vocab=list(_spm_vocab()), unk_id=3)
+    vocab = _spm_vocab() if corpus is None else _train_spm(list(corpus), vocab_size)
+    tok = DebertaV2Tokenizer(vocab=list(vocab), unk_id=3)
     tok.save_pretrained(out_dir)
     return tok
 
@@ -148,11 +157,14 @@ def build_reference_gliner(
     seed: int = 0,
     encoder_overrides: dict | None = None,
     weight_scale: float | None = None,
+    tokenizer_corpus: Sequence[str] | None = None,
 ):
     """Build a random reference GLiNER (eval mode) and save it to `out_dir / "saved"`.
 
     `weight_scale` multiplies every weight by (1 + weight_scale * N(0, 1)) noise and adds
     weight_scale * N(0, 0.02) so that logits spread out instead of all sitting near 0.
+    `tokenizer_corpus` (DeBERTa only): lines to train the SentencePiece vocab on instead of the
+    toy corpus (see `build_deberta_tokenizer`).
     Returns (model, saved_dir). `out_dir / "encoder"` holds the encoder config + base tokenizer.
     """
     import torch
@@ -160,7 +172,12 @@ def build_reference_gliner(
 
     out_dir = Path(out_dir)
     enc_dir = out_dir / "encoder"
-    tok = (build_deberta_tokenizer if backbone == "deberta" else build_bert_tokenizer)(enc_dir)
+    if backbone == "deberta":
+        tok = build_deberta_tokenizer(enc_dir, tokenizer_corpus)
+    elif tokenizer_corpus is not None:
+        raise ValueError("tokenizer_corpus is only supported for the DeBERTa tokenizer")
+    else:
+        tok = build_bert_tokenizer(enc_dir)
     _encoder_config(backbone, enc_hidden, num_layers, heads, len(tok),
                     encoder_overrides).save_pretrained(enc_dir)
 
@@ -200,6 +217,7 @@ def build_reference_gliner(
         "backbone": backbone, "hidden_size": hidden_size, "enc_hidden": enc_hidden,
         "max_width": max_width, "max_len": max_len, "num_layers": num_layers, "heads": heads,
         "seed": seed, "encoder_overrides": encoder_overrides, "weight_scale": weight_scale,
+        "tokenizer_corpus_lines": None if tokenizer_corpus is None else len(tokenizer_corpus),
     }, indent=2))
     return model, saved
 

@@ -231,7 +231,9 @@ def test_span_mask(n, k, L, expected_valid):
 
 @pytest.mark.parametrize("n, minimum, half, expected", [
     (1, 32, True, 32), (33, 32, True, 48), (49, 32, True, 64), (97, 32, True, 128),
-    (129, 32, True, 192), (5, 1, False, 8), (8, 1, False, 8), (3, 4, True, 4), (7, 4, True, 8),
+    (129, 32, True, 160), (193, 32, True, 224), (600, 32, True, 640),
+    (97, 32, False, 128), (5, 1, False, 8), (8, 1, False, 8), (3, 4, True, 4), (7, 4, True, 8),
+    (13, 4, True, 16), (300, 16, True, 320),
 ])
 def test_bucket_values(n, minimum, half, expected):
     assert P.bucket(n, minimum, half) == expected

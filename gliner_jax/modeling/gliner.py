@@ -32,8 +32,9 @@ class TokenRepLayer(nnx.Module):
             self.projection = torch_dense(cfg.encoder.hidden_size, cfg.hidden_size,
                                           ("embed", "embed"), prec, rngs)
 
-    def __call__(self, input_ids, attention_mask):
-        h = self.bert_layer.model(input_ids, attention_mask)
+    def __call__(self, input_ids, attention_mask, encoder_tables=None):
+        kw = {} if encoder_tables is None else {"rel_tables": encoder_tables}
+        h = self.bert_layer.model(input_ids, attention_mask, **kw)
         if hasattr(self, "projection"):
             h = self.projection(h)
         return h
@@ -83,15 +84,22 @@ class GlinerModel(nnx.Module):
         self.span_rep_layer = SpanRepLayer(cfg, prec, rngs=rngs)
         self.prompt_rep_layer = MLP(d, d, cfg.dropout, prec, rngs=rngs)
 
+    def encoder_tables(self):
+        """Input-independent encoder tensors that inference computes once and passes to every
+        call (DeBERTa: the relative-position rows through each layer's projections), or None."""
+        enc = self.token_rep_layer.bert_layer.model
+        return enc.encoder.relative_tables() if hasattr(enc.encoder, "relative_tables") else None
+
     def __call__(self, input_ids, attention_mask, words_mask, text_lengths, *, num_words: int,
-                 num_classes: int):
+                 num_classes: int, encoder_tables=None):
         """Span x type logits [B, L=num_words, K, C=num_classes] and the prompt mask [B, C].
 
         Logits of spans past a text's end (s + k >= n) and of padded types are not meaningful;
-        `span_mask` gives the valid spans.
+        `span_mask` gives the valid spans. encoder_tables: `self.encoder_tables()` of these
+        weights (inference), or None to compute them in the call (training).
         """
         cfg = self.config
-        h = self.token_rep_layer(input_ids, attention_mask)
+        h = self.token_rep_layer(input_ids, attention_mask, encoder_tables)
         prompts, prompt_mask = gather_prompts(h, input_ids, attention_mask,
                                               cfg.class_token_index, num_classes,
                                               cfg.embed_ent_token)
