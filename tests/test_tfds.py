@@ -1,10 +1,12 @@
 """TFDS input (train/tfds_data.py): GLiNER JSONL and BIO folders prepared as array_record shards
-read back unchanged; the trainer trains on a "tfds:" dataset exactly as on its source file;
-per-host reading order is disjoint, complete, deterministic and resumable."""
+read back unchanged; a "tfds:" dataset loads without reading its records (types from the index
+written beside the shards) and reads one record per example asked for; the trainer trains on it
+exactly as on its source file; per-host reading order is disjoint, complete, deterministic and
+resumable."""
 
 import json
+import shutil
 
-import numpy as np
 import pytest
 from train_setup import synthetic_examples, tiny_config, write_jsonl
 
@@ -13,7 +15,7 @@ pytest.importorskip("tensorflow_datasets",
 
 from train import tfds_data  # noqa: E402
 from train.config import DatasetConfig  # noqa: E402
-from train.data import load_dataset  # noqa: E402
+from train.data import TypeIndex, data_report, load_dataset  # noqa: E402
 from train.train import run  # noqa: E402
 
 
@@ -41,9 +43,53 @@ def test_jsonl_round_trip(prepared):
     from_tfds = load_dataset(DatasetConfig("tfds:gliner_ner/toy", data_dir=str(d / "data")),
                              False)
     from_file = load_dataset(DatasetConfig(str(d / "train.jsonl")), False)
-    assert from_tfds.examples == from_file.examples  # source order, ids removed
+    assert list(from_tfds.examples) == from_file.examples  # source order, ids removed
     assert from_tfds.labels == from_file.labels
     assert from_tfds.name == "gliner_ner/toy/train"
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The record indices read through tfds_data.Source, in order."""
+    log = []
+    get = tfds_data.Source.__getitem__
+
+    def counted(self, i):
+        log.append(int(i))
+        return get(self, i)
+    monkeypatch.setattr(tfds_data.Source, "__getitem__", counted)
+    return log
+
+
+def test_loading_reads_no_record(prepared, reads):
+    d, examples, out = prepared
+    assert (d / "data" / "gliner_ner" / "toy" / "1.0.0" / "gliner_index-train.npz").is_file()
+    ds = load_dataset(DatasetConfig("tfds:gliner_ner/toy", data_dir=str(d / "data")), False)
+    whole = TypeIndex.of(examples)
+    assert [ds.types[j] for j in range(len(examples))] == [whole[j] for j in range(len(examples))]
+    report = data_report([ds], max_width=1, max_len=20)["gliner_ner/toy/train"]
+    assert report == data_report([load_dataset(DatasetConfig(str(d / "train.jsonl")), False)],
+                                 max_width=1, max_len=20)["train.jsonl"]
+    assert report["spans_wider_than_max_width"] > 0 and report["texts_cut_at_max_len"] > 0
+    assert reads == []                       # lengths, types and report: no record read
+    assert ds.examples[7] == examples[7] and ds.examples[-1] == examples[-1]
+    assert len(reads) == 2                   # one record per example asked for
+    head = load_dataset(DatasetConfig("tfds:gliner_ner/toy", data_dir=str(d / "data"),
+                                      max_examples=5), False)
+    assert len(head.examples) == len(head.types) == 5 and len(reads) == 2
+    assert list(head.examples) == examples[:5]
+
+
+def test_dataset_without_index_is_indexed_by_reading_it(prepared, tmp_path, reads):
+    d, examples, _ = prepared
+    shutil.copytree(d / "data", tmp_path / "data")
+    (tmp_path / "data" / "gliner_ner" / "toy" / "1.0.0" / "gliner_index-train.npz").unlink()
+    with pytest.warns(UserWarning, match="reading all 40 records"):
+        ds = load_dataset(DatasetConfig("tfds:gliner_ner/toy", data_dir=str(tmp_path / "data")),
+                          False)
+    assert sorted(reads) == list(range(40))
+    assert list(ds.examples) == examples
+    assert [ds.types[j] for j in range(40)] == [TypeIndex.of(examples)[j] for j in range(40)]
 
 
 def test_bio_folder_with_labels_json(tmp_path):
@@ -66,24 +112,6 @@ def test_bio_folder_with_labels_json(tmp_path):
     dev = load_dataset(DatasetConfig("tfds:gliner_ner/bio", split="dev",
                                      data_dir=str(tmp_path / "data")), False)
     assert [ex["ner"] for ex in dev.examples] == [[[0, 0, "person"]]]
-
-
-@pytest.mark.parametrize("processes", [1, 2, 4])
-def test_host_indices_shard_the_global_order(processes):
-    n, batch = 37, 8  # batches straddle epochs
-    for step in range(12):
-        whole = tfds_data.host_indices(n, 5, step, batch, 0, 1)
-        parts = [tfds_data.host_indices(n, 5, step, batch, i, processes)
-                 for i in range(processes)]
-        assert np.concatenate(parts).tolist() == whole.tolist()
-    # every epoch reads each example once, in a seeded order that differs between epochs
-    first = np.concatenate([tfds_data.host_indices(n, 5, s, 1, 0, 1) for s in range(2 * n)])
-    assert sorted(first[:n]) == sorted(first[n:]) == list(range(n))
-    assert first[:n].tolist() != first[n:].tolist()
-    assert tfds_data.host_indices(n, 6, 0, batch, 0, 1).tolist() != \
-        tfds_data.host_indices(n, 5, 0, batch, 0, 1).tolist()
-    with pytest.raises(ValueError, match="does not split"):
-        tfds_data.host_indices(n, 5, 0, 6, 0, 4)
 
 
 def test_trainer_reads_tfds_like_the_file(prepared, tmp_path):

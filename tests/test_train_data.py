@@ -14,7 +14,16 @@ from gliner_jax.corpora import CorpusError, CorpusWarning
 from gliner_jax.processing import Processor, load_tokenizer
 from train import __main__ as cli
 from train.config import DatasetConfig, apply_override, from_dict, load_config_file, to_dict
-from train.data import Batcher, Dataset, Mixture, data_report, load_dataset, sample_types
+from train.data import (
+    Batcher,
+    Dataset,
+    Mixture,
+    TypeIndex,
+    TypeInfo,
+    data_report,
+    load_dataset,
+    sample_types,
+)
 
 GOOD = {"tokenized_text": ["Alice", "lives", "in", "Paris"], "ner": [[0, 0, "person"]]}
 
@@ -107,6 +116,27 @@ def test_sample_types_shuffles_and_cuts_at_max_types():
     assert all(len(o) == 5 for o in orders) and len(orders) == 10
 
 
+def test_type_index_holds_what_sampling_and_the_report_need():
+    index = TypeIndex.of(BATCH)
+    assert [index[j] for j in range(len(BATCH))] == [TypeInfo.of(ex) for ex in BATCH]
+    assert index[2] == TypeInfo((), None, None) and index[3].labels == ("x", "y")
+    assert index[4].negatives == ("zz",) and index[-1] == index[4]
+    with pytest.raises(IndexError):
+        index[len(BATCH)]
+    again = TypeIndex.from_arrays(json.loads(json.dumps(
+        {k: v.tolist() for k, v in index.arrays().items()})))  # any array round trip
+    assert [again[j] for j in range(len(BATCH))] == [index[j] for j in range(len(BATCH))]
+    head = index.head(2)
+    assert len(head) == 2 and [head[j] for j in range(2)] == [TypeInfo.of(ex) for ex in BATCH[:2]]
+    assert head.arrays().keys() == index.arrays().keys() and len(head.span_start) == 3
+    assert index.span_types() == ["city", "date", "person", "x"]
+    for seed in range(5):  # the same types from the index as from the examples
+        kw = dict(max_types=25, max_neg_type_ratio=2)
+        assert sample_types([index[j] for j in range(len(BATCH))],
+                            np.random.default_rng(seed), **kw) == \
+            sample_types(BATCH, np.random.default_rng(seed), **kw)
+
+
 # ---------------------------------------------------------------------------------------------
 # mixture and batches
 
@@ -119,11 +149,16 @@ def _ds(name, n, weight):
 def test_mixture_weights_epochs_and_resume():
     sets = [_ds("a", 10, 3.0), _ds("b", 7, 1.0)]
     mix = Mixture(sets, seed=0)
-    seen = [ex["tokenized_text"][0] for s in range(100) for ex in mix.take(s, 8)]
+    seen = [ex["tokenized_text"][0] for s in range(100) for ex in mix.read(mix.take(s, 8))]
     share = Counter(seen)["a"] / len(seen)
     assert 0.7 < share < 0.8
-    first_epoch = [ex["tokenized_text"][1] for ex in Mixture([sets[0]], 1).take(0, 10)]
+    one = Mixture([sets[0]], 1)
+    first_epoch = [ex["tokenized_text"][1] for ex in one.read(one.take(0, 10))]
     assert sorted(first_epoch, key=int) == [str(i) for i in range(10)]  # a permutation
+
+    refs = Mixture(sets, seed=2).take(0, 8)  # references; the types come from memory
+    assert all(isinstance(d, int) and isinstance(i, int) for d, i in refs)
+    assert Mixture(sets, 2).types(refs) == [TypeInfo.of(ex) for ex in Mixture(sets, 2).read(refs)]
 
     a, b = Mixture(sets, seed=5), Mixture(sets, seed=5)
     for s in range(7):

@@ -86,7 +86,7 @@ def test_step_compiles_once_per_bucket(runs, files):
     mixture = Mixture([load_dataset(cfg.data.train[0], False)], cfg.seed)
     shapes = set()
     for s in range(cfg.num_steps):  # replay the run's batches
-        ex = mixture.take(s, cfg.data.batch_size)
+        ex = mixture.read(mixture.take(s, cfg.data.batch_size))
         types = sample_types(ex, np.random.default_rng([cfg.seed, s, 1]), max_types=4,
                              max_neg_type_ratio=1)
         arrays, _ = batcher(ex, types)

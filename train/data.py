@@ -2,16 +2,23 @@
 per-example type sampling (GLINER_SPEC 5.2), and length-bucketed batches.
 
 Everything is a deterministic function of (seed, step) and the mixture position, so every host
-builds the same global batch and a restarted run continues with the very next examples. Set order
+draws the same global batch and a restarted run continues with the very next examples. Set order
 never leaks in: type sets are sorted before a seeded shuffle (the reference's `list(set(...))`
 depends on PYTHONHASHSEED).
+
+A global batch is drawn as references (dataset, index). Type sampling needs only each example's
+types, which every dataset keeps in memory (`TypeIndex`, a few bytes per entity); the records
+themselves are read only for the rows a host encodes (`Mixture.read`). For a TFDS dataset that
+is a read of one array_record record per row: a host reads only its share of every batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,58 +27,185 @@ from gliner_jax.processing import Processor, TruncationWarning, bucket, pad_batc
 from train.config import DataConfig, DatasetConfig
 
 # ---------------------------------------------------------------------------------------------
+# the types of an example, without its text
+
+
+class TypeInfo(NamedTuple):
+    """What type sampling needs of one example: the type of each gold span (in order, repeats
+    kept: the number of negatives is proportional to the number of spans), and its
+    `ner_negatives` / `ner_labels` when it has them (None when it has not)."""
+
+    spans: tuple[str, ...]
+    negatives: tuple[str, ...] | None = None
+    labels: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, ex: dict) -> TypeInfo:
+        opt = {k: tuple(ex[key]) for k, key in (("negatives", "ner_negatives"),
+                                                ("labels", "ner_labels")) if key in ex}
+        return cls(tuple(span[2] for span in ex["ner"]), **opt)
+
+
+_LISTS = ("span", "neg", "lab")  # ragged columns: gold span types, ner_negatives, ner_labels
+
+
+@dataclasses.dataclass
+class TypeIndex:
+    """Per example of a dataset, its TypeInfo and what the data report counts (words, span
+    bounds), as flat numpy columns: the in-memory stand-in for a dataset whose records stay on
+    disk. Type strings are indices into `names`; a ragged column X is `X_ids` cut by
+    `X_offsets` [n + 1]; `has_neg` / `has_lab` tell an absent list from an empty one."""
+
+    names: list[str]
+    words: np.ndarray            # [n] words per example
+    span_ids: np.ndarray         # [S] gold span types
+    span_offsets: np.ndarray     # [n + 1]
+    span_start: np.ndarray       # [S]
+    span_end: np.ndarray         # [S] (inclusive, as in the examples)
+    neg_ids: np.ndarray
+    neg_offsets: np.ndarray
+    has_neg: np.ndarray          # [n] bool
+    lab_ids: np.ndarray
+    lab_offsets: np.ndarray
+    has_lab: np.ndarray          # [n] bool
+
+    @classmethod
+    def of(cls, examples: Iterable[dict]) -> TypeIndex:
+        ids: dict[str, int] = {}
+        words, bounds, has = [], [], {"neg": [], "lab": []}
+        cols = {k: ([], [0]) for k in _LISTS}
+
+        def put(col, types):
+            flat, offsets = cols[col]
+            flat.extend(ids.setdefault(t, len(ids)) for t in types)
+            offsets.append(len(flat))
+
+        for ex in examples:
+            info = TypeInfo.of(ex)
+            words.append(len(ex["tokenized_text"]))
+            bounds.extend((span[0], span[1]) for span in ex["ner"])
+            put("span", info.spans)
+            for col, opt in (("neg", info.negatives), ("lab", info.labels)):
+                has[col].append(opt is not None)
+                put(col, opt or ())
+        bounds = np.array(bounds, np.int32).reshape(-1, 2)
+        arrays = {f"{k}_{part}": np.array(v, dtype)
+                  for k, (flat, offsets) in cols.items()
+                  for part, v, dtype in (("ids", flat, np.int32), ("offsets", offsets, np.int64))}
+        return cls(names=list(ids), words=np.array(words, np.int32),
+                   span_start=bounds[:, 0], span_end=bounds[:, 1],
+                   has_neg=np.array(has["neg"], bool), has_lab=np.array(has["lab"], bool),
+                   **arrays)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def _list(self, col: str, j: int) -> tuple[str, ...]:
+        ids, offsets = getattr(self, f"{col}_ids"), getattr(self, f"{col}_offsets")
+        return tuple(self.names[k] for k in ids[offsets[j]:offsets[j + 1]])
+
+    def __getitem__(self, j: int) -> TypeInfo:
+        j = range(len(self))[j]  # IndexError past the end, negative indices from it
+        return TypeInfo(self._list("span", j),
+                        self._list("neg", j) if self.has_neg[j] else None,
+                        self._list("lab", j) if self.has_lab[j] else None)
+
+    def head(self, n: int) -> TypeIndex:
+        """The first n examples."""
+        n = min(n, len(self))
+        cut = {}
+        for col in _LISTS:
+            offsets = getattr(self, f"{col}_offsets")[: n + 1]
+            cut[f"{col}_offsets"] = offsets
+            cut[f"{col}_ids"] = getattr(self, f"{col}_ids")[: offsets[-1]]
+        s = self.span_offsets[n]
+        return dataclasses.replace(self, words=self.words[:n], span_start=self.span_start[:s],
+                                   span_end=self.span_end[:s], has_neg=self.has_neg[:n],
+                                   has_lab=self.has_lab[:n], **cut)
+
+    def span_types(self) -> list[str]:
+        """The sorted distinct gold span types (corpora.dataset_labels)."""
+        return sorted({self.names[k] for k in np.unique(self.span_ids)})
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The columns as numpy arrays (np.savez; `from_arrays` reads them back)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["names"] = np.array(self.names, dtype=str)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays) -> TypeIndex:
+        kw = {f.name: np.asarray(arrays[f.name]) for f in dataclasses.fields(cls)}
+        kw["names"] = [str(x) for x in kw["names"]]
+        return cls(**kw)
+
+
+# ---------------------------------------------------------------------------------------------
 # datasets
 
 
 @dataclasses.dataclass
 class Dataset:
     name: str
-    examples: list[dict]
+    examples: Sequence[dict]   # random access: a list, or records read on [i] (TFDS)
     labels: list[str]          # the dataset's label set (the prompt at evaluation)
     stats: corpora.CorpusStats
     weight: float = 1.0
+    types: TypeIndex | None = None  # built from `examples` when not given
+
+    def __post_init__(self):
+        if self.types is None:
+            self.types = TypeIndex.of(self.examples)
+        if len(self.types) != len(self.examples):
+            raise ValueError(f"{self.name}: {len(self.types)} type entries for "
+                             f"{len(self.examples)} examples")
 
 
 def load_dataset(dc: DatasetConfig, skip_errors: bool) -> Dataset:
-    """A folder (BIO or evaluation bundle; split `dc.split`) or a gliner JSON / JSONL file.
+    """A folder (BIO or evaluation bundle; split `dc.split`) or a gliner JSON / JSONL file, read
+    whole into memory; or a "tfds:NAME" dataset prepared by train/tfds_data.py in `dc.data_dir`,
+    whose records stay on disk (read on `examples[i]`) while their types are held in memory.
 
     Malformed lines and out-of-range spans raise a CorpusError naming the file and line, or with
-    `skip_errors` are skipped and counted in `.stats.skipped`. A "tfds:NAME" path reads a
-    prepared TFDS dataset (train/tfds_data.py) from `dc.data_dir`."""
+    `skip_errors` are skipped and counted in `.stats.skipped`."""
     path = Path(dc.path)
+    types = None
     if dc.path.startswith("tfds:"):
         from train import tfds_data  # optional extra: imported only for TFDS input
 
-        name, rows, labels = tfds_data.load_examples(dc.path[5:], dc.data_dir, dc.split)
-        examples = corpora.Examples(rows, corpora.CorpusStats(source=name, sentences=len(rows)))
-    elif path.is_dir():
-        examples, labels = corpora.read_split(path, dc.split, skip_errors=skip_errors,
-                                              misaligned="drop")
-        name = f"{path.name}/{dc.split}"
+        name, examples, types, labels = tfds_data.load_split(dc.path[5:], dc.data_dir,
+                                                             dc.split)
+        stats = corpora.CorpusStats(source=name, sentences=len(examples))
     else:
-        examples = corpora.read_gliner_json(path, skip_errors=skip_errors)
-        labels, name = corpora.dataset_labels(examples), path.name
-    if not examples:
+        if path.is_dir():
+            examples, labels = corpora.read_split(path, dc.split, skip_errors=skip_errors,
+                                                  misaligned="drop")
+            name = f"{path.name}/{dc.split}"
+        else:
+            examples = corpora.read_gliner_json(path, skip_errors=skip_errors)
+            labels, name = corpora.dataset_labels(examples), path.name
+        stats, examples = examples.stats, list(examples)
+    if not len(examples):
         raise corpora.CorpusError(f"{dc.path}: no examples")
-    stats = examples.stats
     if dc.max_examples is not None:
-        examples = examples[: dc.max_examples]
-    return Dataset(name, list(examples), labels, stats, dc.weight)
+        examples = examples[: dc.max_examples]  # a TFDS view slices lazily
+        types = types.head(dc.max_examples) if types is not None else None
+    return Dataset(name, examples, labels, stats, dc.weight, types)
 
 
 def data_report(datasets: list[Dataset], max_width: int, max_len: int) -> dict:
     """What each dataset holds and what the model cannot learn from it (nothing goes unsaid):
-    spans wider than max_width or ending past max_len words, texts cut at max_len."""
+    spans wider than max_width or ending past max_len words, texts cut at max_len. Counted from
+    the type index: no record is read."""
     out = {}
     for ds in datasets:
-        spans = [s for ex in ds.examples for s in ex["ner"]]
+        t = ds.types
         out[ds.name] = {
-            "examples": len(ds.examples), "entities": len(spans), "weight": ds.weight,
+            "examples": len(t), "entities": len(t.span_ids), "weight": ds.weight,
             "skipped_lines": len(ds.stats.skipped), "first_skipped": ds.stats.skipped[:3],
-            "spans_wider_than_max_width": sum(s[1] - s[0] >= max_width for s in spans),
-            "spans_past_max_len": sum(s[1] >= max_len for s in spans),
-            "texts_cut_at_max_len": sum(len(ex["tokenized_text"]) > max_len
-                                        for ex in ds.examples),
+            "spans_wider_than_max_width": int(np.sum(t.span_end - t.span_start >= max_width)),
+            "spans_past_max_len": int(np.sum(t.span_end >= max_len)),
+            "texts_cut_at_max_len": int(np.sum(t.words > max_len)),
         }
     return out
 
@@ -102,13 +236,23 @@ class Mixture:
             self._perm[d, epoch] = rng.permutation(len(self.datasets[d].examples))
         return int(self._perm[d, epoch][i])
 
-    def take(self, step: int, n: int) -> list[dict]:
+    def take(self, step: int, n: int) -> list[tuple[int, int]]:
+        """The global batch of `step`: n references (dataset, example index); advances the
+        position. Nothing is read: see `types` and `read`."""
         rng = np.random.default_rng([self.seed, step, 0])
         out = []
         for d in rng.choice(len(self.datasets), size=n, p=self.p):
-            out.append(self.datasets[d].examples[self._index(d, self.consumed[d])])
+            out.append((int(d), self._index(d, self.consumed[d])))
             self.consumed[d] += 1
         return out
+
+    def types(self, refs: Iterable[tuple[int, int]]) -> list[TypeInfo]:
+        """The TypeInfo of each referenced example, from memory."""
+        return [self.datasets[d].types[i] for d, i in refs]
+
+    def read(self, refs: Iterable[tuple[int, int]]) -> list[dict]:
+        """The referenced examples (for a TFDS dataset: one record read each)."""
+        return [self.datasets[d].examples[i] for d, i in refs]
 
     def position(self) -> dict:
         return {"consumed": list(self.consumed), "names": [d.name for d in self.datasets],
@@ -126,24 +270,28 @@ class Mixture:
 # type sampling
 
 
-def sample_types(examples: list[dict], rng: np.random.Generator, *, max_types: int,
-                 max_neg_type_ratio: int, sampled_negatives: int = 100) -> list[list[str]]:
+def sample_types(examples: Sequence[dict | TypeInfo], rng: np.random.Generator, *,
+                 max_types: int, max_neg_type_ratio: int, sampled_negatives: int = 100,
+                 ) -> list[list[str]]:
     """Per example, the entity types to prompt with (gliner 0.2.29 batch_generate_class_mappings):
     its gold types plus len(ner) * r in-batch negatives, r uniform in {0..max_neg_type_ratio},
     shuffled, cut at max_types; `ner_negatives` / `ner_labels` of an example are honoured; an
-    example with no entity and no type gets the single empty type [""] (all negative)."""
-    pool = sorted({span[2] for ex in examples for span in ex["ner"]})
+    example with no entity and no type gets the single empty type [""] (all negative).
+    `examples` are example dicts or their TypeInfo (the same result)."""
+    infos = [ex if isinstance(ex, TypeInfo) else TypeInfo.of(ex) for ex in examples]
+    pool = sorted({t for info in infos for t in info.spans})
     negatives = [pool[i] for i in rng.permutation(len(pool))[:sampled_negatives]]
     out = []
-    for ex in examples:
+    for info in infos:
         r = int(rng.integers(0, max_neg_type_ratio + 1)) if max_neg_type_ratio else 0
-        negs = ex["ner_negatives"] if "ner_negatives" in ex else negatives[: len(ex["ner"]) * r]
-        if "ner_labels" in ex:
-            types = list(ex["ner_labels"])
+        negs = info.negatives if info.negatives is not None else \
+            negatives[: len(info.spans) * r]
+        if info.labels is not None:
+            types = list(info.labels)
         else:
-            types = sorted({span[2] for span in ex["ner"]} | set(negs))
+            types = sorted(set(info.spans) | set(negs))
             types = [types[i] for i in rng.permutation(len(types))][:max_types]
-        if not ex["ner"] and not types:
+        if not info.spans and not types:
             types = [""]
         out.append(types)
     return out

@@ -127,7 +127,7 @@ class Evaluator:
         gold, pred, labels = [], [], self.dev.labels
         exs = self.dev.examples
         for lo in range(0, len(exs), self.rows):
-            chunk = exs[lo:lo + self.rows]
+            chunk = list(exs[lo:lo + self.rows])  # a TFDS dev set: read here, once
             batch = self.batcher.encode(chunk, [labels] * len(chunk), self.rows)
             arrays = {k: v[None] for k, v in batch.arrays().items() if k != "prompt_mask"}
             sh = {k: batch_sharding(self.mesh, v.ndim, leading=1) for k, v in arrays.items()}
@@ -271,16 +271,17 @@ def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool =
     try:
         with jax.set_mesh(mesh):
             for s in range(start, cfg.num_steps):
-                examples = mixture.take(s, cfg.data.batch_size)
-                types = sample_types(examples, np.random.default_rng([cfg.seed, s, 1]),
+                refs = mixture.take(s, cfg.data.batch_size)
+                types = sample_types(mixture.types(refs), np.random.default_rng([cfg.seed, s, 1]),
                                      max_types=cfg.data.max_types,
                                      max_neg_type_ratio=cfg.data.max_neg_type_ratio,
                                      sampled_negatives=cfg.data.sampled_negatives)
-                # every process draws the same global batch (and types, sampled over all of
-                # it) but encodes and feeds only its own rows
-                arrays, info = batcher([examples[i] for i in mine], [types[i] for i in mine],
-                                       agree=agree)
-                info["examples"] = len(examples)
+                # every process draws the same global batch (references) and samples the types
+                # over all of it from the in-memory type index, but reads, encodes and feeds
+                # only its own rows
+                arrays, info = batcher(mixture.read(refs[i] for i in mine),
+                                       [types[i] for i in mine], agree=agree)
+                info["examples"] = len(refs)
                 batch = process_batch(arrays, tr.batch_sh, rows)
                 state, m = tr.step_fn(state, tr.rest, batch)
                 mlog.add(s, m, info)
