@@ -26,6 +26,9 @@ Sections (`--sections`):
   first      time to the first result in fresh processes: jax with an empty compilation
              cache, with the cache that run filled, without a cache; the reference
   bf16       bf16 compute (fp32 parameters) against fp32: speed and how far outputs move
+  shipped    the shipped model (checkpoints/gliner_jax-minilm-l6, MiniLM-L6 backbone, fp16
+             stored, fp32 compute) against the reference loading the same files: `inference`
+             at batch 1, 8, 32 on the same sentences, at the model card's threshold 0.3
   train      eval/bench_train.py (training step throughput), when it exists
 
 A random model scores every span near 0.5, so the decoding threshold is the score quantile
@@ -57,6 +60,8 @@ SMALL = dict(enc_hidden=768, num_layers=6, heads=12, hidden_size=768, max_width=
 WORKLOAD = "zeroshot/crossner_literature"   # dev split: 400 sentences, 11 labels
 TOKENIZER_CORPORA = ("conll2003", "wikiann_en", "btc", "wnut17", "fewnerd")   # train splits
 DOC_WORDS = 360
+SHIPPED = REPO / "checkpoints" / "gliner_jax-minilm-l6"
+SHIPPED_THRESHOLD = 0.3   # the model card's, chosen on CrossNER dev
 
 
 # ------------------------------------------------------------------------------------------------
@@ -418,10 +423,11 @@ def markdown(res: dict) -> str:
     refs = [k for k in res["peak_start"] if k.startswith("torch")]
     lines = ["| workload | batch | gliner_jax texts/s | words/s | " + " | ".join(
         f"reference {k[5:]} thr. texts/s" for k in refs) + " | ratio (best) | ratio (median "
-        "round) | same entities | load |", "|---" * (7 + len(refs)) + "|"]
+        "round) | same entities | load |", "|---" * (8 + len(refs)) + "|"]
     for name, key, per in (("sentences", "inference", w["words_per_text"]),
                            (f"documents (~{w['words_per_doc']:.0f} words)", "long",
-                            w["words_per_doc"])):
+                            w["words_per_doc"]),
+                           ("sentences, shipped MiniLM model", "shipped", w["words_per_text"])):
         for r in res.get(key, []):
             n = r["texts"]
             a = min(r["agreement"], key=lambda x: x["same"])
@@ -469,7 +475,7 @@ def main(argv=None) -> int:
                     help="torch thread counts: one reference process each; the reference's "
                          "time in a round is its fastest one")
     ap.add_argument("--sections", nargs="+",
-                    default=["inference", "long", "encoder", "first", "bf16", "train"])
+                    default=["inference", "long", "encoder", "first", "bf16", "shipped", "train"])
     ap.add_argument("--quick", action="store_true", help="32 texts, 8 docs, 2 repeats")
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--reference-worker", metavar="MODEL", help=argparse.SUPPRESS)
@@ -548,6 +554,20 @@ def main(argv=None) -> int:
         print(f"bf16 compute, batch 8: {b['ratio_best']:.2f}x the speed of fp32; |prob diff| "
               f"max {b['max_abs_prob_diff']:.1e}, mean {b['mean_abs_prob_diff']:.1e}; same "
               f"entities {a['same']}/{a['texts']}; load {b['load']}", flush=True)
+    if "shipped" in args.sections:
+        if (SHIPPED / "gliner_config.json").is_file():
+            print(f"inference, shipped model {SHIPPED.name} (threshold {SHIPPED_THRESHOLD}):",
+                  flush=True)
+            shipped_refs = {f"torch{t}": Reference(SHIPPED, t) for t in args.threads}
+            try:
+                res["shipped"] = bench_inference(
+                    GLiNER.from_pretrained(SHIPPED), shipped_refs, texts, labels,
+                    args.batch_sizes, args.repeats, SHIPPED_THRESHOLD)
+            finally:
+                for r in shipped_refs.values():
+                    r.close()
+        else:
+            print(f"shipped: no model in {SHIPPED}; skipped", flush=True)
     if "train" in args.sections:
         if (REPO / "eval" / "bench_train.py").is_file():
             out = subprocess.run([sys.executable, "-m", "eval.bench_train"], cwd=REPO,
