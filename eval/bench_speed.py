@@ -298,9 +298,7 @@ def encoder_flops(batch, cfg) -> float:
 
     b, t = batch.input_ids.shape
     e, f, n = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
-    max_rel = cfg.max_relative_positions if cfg.max_relative_positions > 0 else (
-        cfg.max_position_embeddings)
-    _, lo, hi = relative_index(t, cfg.position_buckets, max_rel, cfg.att_span)
+    _, lo, hi = relative_index(t, cfg.position_buckets, cfg.max_relative, cfg.att_span)
     r = hi - lo + 1
     per_layer = b * t * (4 * e * e + 2 * e * f) + 2 * b * t * t * e + 2 * b * t * r * e
     return 2.0 * n * per_layer
@@ -322,8 +320,7 @@ def bench_encoder(jm, texts, labels, batch_size, repeats) -> dict:
     batches = []
     for i in range(0, len(order), batch_size):
         full = jm.processor.encode_texts(order[i:i + batch_size], labels, pad=True)
-        rows = max(1, jm.chunk_tokens // full.input_ids.shape[1])
-        rows = 1 << (rows.bit_length() - 1)
+        rows = jm.chunk_rows(full.input_ids.shape[1])
         batches += [jm.processor.encode_texts(order[j:min(j + rows, i + batch_size)], labels,
                                               pad=True)
                     for j in range(i, min(i + batch_size, len(order)), rows)]

@@ -67,12 +67,16 @@ class EncoderConfig:
         return self.hidden_size // self.num_attention_heads
 
     @property
-    def att_span(self) -> int:
-        """Half the number of relative-position embeddings (DeBERTa `pos_ebd_size`)."""
-        if self.position_buckets > 0:
-            return self.position_buckets
+    def max_relative(self) -> int:
+        """The largest relative distance DeBERTa distinguishes (`max_relative_positions`, or
+        `max_position_embeddings` when that is not set)."""
         return self.max_relative_positions if self.max_relative_positions > 0 else (
             self.max_position_embeddings)
+
+    @property
+    def att_span(self) -> int:
+        """Half the number of relative-position embeddings (DeBERTa `pos_ebd_size`)."""
+        return self.position_buckets if self.position_buckets > 0 else self.max_relative
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:

@@ -279,9 +279,7 @@ class GLiNER:
         """
         if self._tables[0] is not self._state:
             self._tables = (self._state, _encoder_tables(self._static, self._state))
-        b, t = batch.input_ids.shape
-        rows = max(1, self.chunk_tokens // t)
-        rows = 1 << (rows.bit_length() - 1)  # a power of two: few batch shapes
+        rows = self.chunk_rows(batch.input_ids.shape[1])
         if batch.num_rows <= rows:
             return self._forward(batch)
         out = np.zeros(batch.span_mask.shape + batch.prompt_mask.shape[1:], np.float32)
@@ -291,6 +289,12 @@ class GLiNER:
             w, c = probs.shape[1], probs.shape[3]
             out[lo:hi, :w, :, :c] = probs[: hi - lo]
         return out
+
+    def chunk_rows(self, tokens: int) -> int:
+        """Rows per chunk for a batch padded to `tokens`: the largest power of two (few batch
+        shapes) whose rows fit in `chunk_tokens`, at least 1."""
+        rows = max(1, self.chunk_tokens // tokens)
+        return 1 << (rows.bit_length() - 1)
 
     def _forward(self, batch) -> np.ndarray:
         s = batch.shape

@@ -241,9 +241,8 @@ class Encoder(nnx.Module):
         pair = m[:, :, None] & m[:, None, :]
         pos, idx = [(None, None)] * len(self.layer), None
         if cfg.relative_attention:
-            max_rel = cfg.max_relative_positions if cfg.max_relative_positions > 0 else (
-                cfg.max_position_embeddings)
-            idx, lo, hi = relative_index(x.shape[1], cfg.position_buckets, max_rel, cfg.att_span)
+            idx, lo, hi = relative_index(x.shape[1], cfg.position_buckets, cfg.max_relative,
+                                         cfg.att_span)
             idx = jnp.asarray(idx)
             if rel_tables is None:
                 rel = self._rel_rows(lo, hi)
