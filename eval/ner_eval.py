@@ -144,13 +144,39 @@ def predict_spans(model, words: Sequence[Sequence[str]], labels: Sequence[str], 
     return out
 
 
+def join_passages(examples: Sequence[dict], words: int) -> list[dict]:
+    """Consecutive sentences joined into passages of at most `words` words (a longer sentence
+    stays alone), spans shifted: how users send paragraphs and documents."""
+    out: list[dict] = []
+    for ex in examples:
+        n = len(ex["tokenized_text"])
+        if out and len(out[-1]["tokenized_text"]) + n <= words:
+            last = out[-1]
+            off = len(last["tokenized_text"])
+            last["tokenized_text"].extend(ex["tokenized_text"])
+            last["ner"].extend([s + off, e + off, lab] for s, e, lab in ex["ner"])
+        else:
+            out.append({"tokenized_text": list(ex["tokenized_text"]),
+                        "ner": [list(span) for span in ex["ner"]]})
+    return out
+
+
 def evaluate_examples(model, examples: Sequence[dict], labels: Sequence[str], *,
                       threshold: float = 0.5, flat_ner: bool = True, batch_size: int = 12,
-                      progress=None) -> tuple[NerScores, list[list]]:
-    """(scores, predicted spans per sentence) of `model` on gliner-format examples."""
-    pred = predict_spans(model, [ex["tokenized_text"] for ex in examples], labels,
-                         threshold=threshold, flat_ner=flat_ner, batch_size=batch_size,
-                         progress=progress)
+                      progress=None, windows: bool = False) -> tuple[NerScores, list[list]]:
+    """(scores, predicted spans per sentence) of `model` on gliner-format examples.
+
+    windows=True predicts through the API's word windows (`GLiNER.predict_word_spans`: long
+    texts split into overlapping windows that also respect the tokenizer's limit) instead of
+    the reference evaluator's one pass per text: the passage mode."""
+    words = [ex["tokenized_text"] for ex in examples]
+    if windows:
+        bar = None if progress is None else progress.update
+        pred = model.predict_word_spans(words, list(dict.fromkeys(labels)), threshold=threshold,
+                                        flat_ner=flat_ner, batch_size=batch_size, progress=bar)
+    else:
+        pred = predict_spans(model, words, labels, threshold=threshold, flat_ner=flat_ner,
+                             batch_size=batch_size, progress=progress)
     # plain (start, end, label) tuples: metrics reads a `.start` object as a gliner Span
     pred_tuples = [[(sp.start, sp.end, sp.label) for sp in row] for row in pred]
     return ner_scores([ex["ner"] for ex in examples], pred_tuples), pred
@@ -189,12 +215,16 @@ class DatasetResult:
 
 
 def evaluate_dataset(model, ds: Dataset, split: str, *, threshold: float = 0.5,
-                     batch_size: int = 12, progress=None) -> DatasetResult:
+                     batch_size: int = 12, progress=None, windows: bool = False
+                     ) -> DatasetResult:
     max_len, max_width = model.config.max_len, model.config.max_width
+    if windows:
+        max_len = 1 << 30  # windows reach every word
     flat = is_flat_ner(ds.folder.name)
     t0 = time.perf_counter()
     scores, _ = evaluate_examples(model, ds.examples, ds.labels, threshold=threshold,
-                                  flat_ner=flat, batch_size=batch_size, progress=progress)
+                                  flat_ner=flat, batch_size=batch_size, progress=progress,
+                                  windows=windows)
     unreachable = sum(
         1 for ex in ds.examples for s, e, _ in ex["ner"]
         if s is None or e is None or e >= max_len or e - s + 1 > max_width)
@@ -228,6 +258,9 @@ def build_parser(prog: str, description: str, default_data: str) -> argparse.Arg
     ap.add_argument("--batch-size", type=int, default=12, help="sentences per forward pass")
     ap.add_argument("--limit", type=int, default=None,
                     help="score only the first N sentences of each dataset (quick looks)")
+    ap.add_argument("--passages", type=int, default=None, metavar="WORDS",
+                    help="passage mode: join consecutive sentences into texts of at most WORDS "
+                         "words (e.g. 300) and predict them with the API's windows")
     ap.add_argument("--output", default=None, help="write the results as JSON here")
     return ap
 
@@ -249,12 +282,17 @@ def _run(args, format_table) -> int:
         raise EvalError(f"--limit must be >= 1, got {args.limit}")
     if args.batch_size < 1:
         raise EvalError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.passages is not None and args.passages < 1:
+        raise EvalError(f"--passages must be >= 1 word, got {args.passages}")
     found, skipped = find_split_datasets(args.data, args.split)
     for reason in skipped:
         print(f"skipping {reason}", file=sys.stderr)
     if not found:
         raise EvalError(f"no dataset under {args.data} has a {args.split} split")
     datasets = [load_dataset(name, folder, args.split, args.limit) for name, folder in found]
+    if args.passages:
+        datasets = [dataclasses.replace(ds, examples=join_passages(ds.examples, args.passages))
+                    for ds in datasets]
     model = load_model(args.model)
 
     results = []
@@ -262,11 +300,13 @@ def _run(args, format_table) -> int:
         with tqdm(total=len(ds.examples), desc=ds.name, unit="sent", file=sys.stderr,
                   dynamic_ncols=True) as bar:
             results.append(evaluate_dataset(model, ds, args.split, threshold=args.threshold,
-                                            batch_size=args.batch_size, progress=bar))
+                                            batch_size=args.batch_size, progress=bar,
+                                            windows=bool(args.passages)))
     print(format_table(results, "/".join(Path(str(args.model)).parts[-2:])))
     if args.output:
         out = {"model": str(args.model), "data": str(args.data), "split": args.split,
                "threshold": args.threshold, "batch_size": args.batch_size, "limit": args.limit,
+               "passages": args.passages,
                "max_len": model.config.max_len, "max_width": model.config.max_width,
                "datasets": [r.to_json() for r in results], "average_f1": average_f1(results),
                "skipped": skipped}

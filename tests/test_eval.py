@@ -238,3 +238,34 @@ def test_cli_errors_are_one_line(case, tmp_path, capsys):
                "bad_model": "cannot load model", "no_split": "has a test split"}[case]
     assert err[-1].startswith("python -m eval.zero_shot: error:") and message in err[-1]
     assert not any("Traceback" in line for line in err)
+
+
+def test_join_passages_keeps_order_and_spans():
+    exs = [{"tokenized_text": ["a"] * 4, "ner": [[0, 1, "x"]]},
+           {"tokenized_text": ["b"] * 3, "ner": [[2, 2, "y"]]},
+           {"tokenized_text": ["c"] * 9, "ner": [[8, 8, "z"]]},
+           {"tokenized_text": ["d"] * 2, "ner": []}]
+    out = ner_eval.join_passages(exs, words=8)
+    assert [len(p["tokenized_text"]) for p in out] == [7, 9, 2]  # the 9-word one stays alone
+    assert out[0]["ner"] == [[0, 1, "x"], [6, 6, "y"]]
+    assert out[1]["ner"] == [[8, 8, "z"]] and out[2]["ner"] == []
+    assert exs[1]["ner"] == [[2, 2, "y"]]  # inputs untouched
+
+
+@needs_data
+def test_passage_mode_equals_sentences_when_passages_are_single(reference, ours):
+    """With passages of one sentence, windows see exactly the evaluator's input: same spans.
+    Joined into passages, the same gold spans are scored (counts add up) through windows."""
+    ds = ner_eval.load_dataset("conll2003", CONLL, "test", LIMIT)
+    short = [ex for ex in ds.examples if len(ex["tokenized_text"]) <= 32]
+    _, plain = ner_eval.evaluate_examples(ours, short, ds.labels, batch_size=4)
+    _, windowed = ner_eval.evaluate_examples(ours, short, ds.labels, batch_size=4, windows=True)
+    assert [[(s.start, s.end, s.label) for s in r] for r in windowed] == \
+        [[(s.start, s.end, s.label) for s in r] for r in plain]
+    assert sum(map(len, plain)) > 0
+    joined = ner_eval.join_passages(short, 100)
+    assert len(joined) < len(short)
+    scores, pred = ner_eval.evaluate_examples(ours, joined, ds.labels, windows=True)
+    assert scores.micro.n_true == sum(len(ex["ner"]) for ex in short)
+    assert all(s.end < len(ex["tokenized_text"]) for ex, r in zip(joined, pred, strict=True)
+               for s in r)
