@@ -90,15 +90,13 @@ def _child(cfg_file: Path, workdir: Path, kill: str = "") -> subprocess.Complete
                           env=env, capture_output=True, text=True, timeout=600)
 
 
-# (where the kill lands, KILL argument of train_child.py, what the next run must say)
+# (where the kill lands, KILL argument of train_child.py)
 KILLS = [
-    ("between steps, before any checkpoint", "step:2", None),
-    ("during the write of the first checkpoint", "save:3:0",
-     "partial write of a killed save"),          # and it starts over: no checkpoint is complete
-    ("between steps, after two checkpoints", "step:7", "at step 6"),
-    ("during a checkpoint write, 5 ms in", "save:9:0.005", "resumed from"),  # 6, or 9 if done
-    ("after a metrics line, before the next checkpoint", "step:11", "dropped 1 line(s) logged "
-                                                                    "after step 9"),
+    ("between steps, before any checkpoint", "step:2"),
+    ("during the write of the first checkpoint", "save:3:0"),
+    ("between steps, after checkpoints 3 and 6 were started", "step:7"),
+    ("during a checkpoint write, 5 ms in", "save:9:0.005"),
+    ("after the metrics line of step 10, before checkpoint 12", "step:11"),
 ]
 
 
@@ -109,21 +107,33 @@ def test_sigkill_five_times_then_resume_equals_uninterrupted(train_file, tmp_pat
     full = _child(cfg_file, tmp_path / "full")
     assert full.returncode == 0, full.stderr[-3000:]
     work = tmp_path / "killed"
-    for i, kill in enumerate([k for _, k, _ in KILLS] + [""]):
+    expect = None
+    for kill in [k for _, k in KILLS] + [""]:
         out = _child(cfg_file, work, kill)
-        if i:  # what this run said about the previous one's death
-            where, _, said = KILLS[i - 1]
-            if said is None:
-                assert "resumed from" not in out.stderr, (where, out.stderr[-3000:])
-            else:
-                assert said in out.stderr, (where, out.stderr[-3000:])
+        if expect:  # what this run must say about the previous one's death
+            for said in expect["says"]:
+                assert said in out.stderr, (expect, out.stderr[-3000:])
+            if not expect["complete"]:
+                assert "resumed from" not in out.stderr, (expect, out.stderr[-3000:])
         if not kill:
             assert out.returncode == 0, out.stderr[-3000:]
             break
         assert out.returncode == -9, (kill, out.stderr[-3000:])
+        # what the kill left: complete checkpoints (the rerun must resume from the newest),
+        # partial writes (removed), metrics lines past the newest checkpoint (cut)
+        names = sorted(p.name for p in (work / "checkpoints").iterdir())
+        complete = _steps(work)
+        last = complete[-1] if complete else 0
+        partial = [n for n in names if checkpointing.TMP_MARK in n]
+        after = [r for r in _records(work) if r["step"] > last] \
+            if (work / "metrics.jsonl").is_file() else []
+        says = [f"at step {last}"] if complete else []
+        says += ["partial write of a killed save"] if partial else []
+        says += [f"dropped {len(after)} line(s) logged after step {last}"] if after else []
+        expect = {"kill": kill, "complete": complete, "partial": partial, "says": says}
+        print(expect)
         if kill == "save:3:0":  # the kill landed mid-write: only the temporary folder exists
-            names = sorted(p.name for p in (work / "checkpoints").iterdir())
-            assert len(names) == 1 and names[0].startswith("3" + checkpointing.TMP_MARK), names
+            assert complete == [] and len(partial) == 1 and partial[0].startswith("3."), names
     _assert_same_weights(tmp_path / "full", work)
     assert _losses(work) == _losses(tmp_path / "full")
 
