@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
     from gliner_jax.corpora import CorpusError
+    from train.checkpointing import CheckpointError, SaveError
     from train.config import apply_override, load_config_file
     from train.train import NonFiniteLoss, run
 
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except (CheckpointError, SaveError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
     except (CorpusError, KeyError, ValueError, FileNotFoundError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2

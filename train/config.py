@@ -102,6 +102,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     export: bool = True            # write DIR/model in the reference layout at the end
+    # a step whose loss or gradient norm is not finite leaves the state unchanged and is logged
+    # as skipped, this many times in the whole run; the next one stops it (0: the first stops it)
+    skip_nonfinite: int = 0
     # XLA options for compiling the step, e.g. {"xla_backend_optimization_level": 0}: compiles
     # about twice as fast on CPU (tests, debugging) for slower steps
     xla_options: dict = dataclasses.field(default_factory=dict)
@@ -124,6 +127,8 @@ class TrainConfig:
             problems.append(f"model.init {self.model.init!r} (random, encoder or gliner)")
         if self.model.init != "random" and not self.model.path:
             problems.append(f"model.init={self.model.init} needs --config.model.path=DIR")
+        if self.skip_nonfinite < 0:
+            problems.append("skip_nonfinite must be >= 0")
         if self.num_steps < 1:
             problems.append("num_steps must be >= 1")
         if problems:

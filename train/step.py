@@ -151,11 +151,14 @@ def opt_shardings(abstract_opt, abstract_params: dict, param_shardings: dict, me
 # the train step
 
 
-def train_step(state, rest, batch, *, graphdef, tx, loss_cfg: LossConfig, seed: int):
+def train_step(state, rest, batch, *, graphdef, tx, loss_cfg: LossConfig, seed: int,
+               skip_nonfinite: bool = False):
     """One optimizer update. batch arrays are [A, b, ...] (A micro-batches, accumulated).
 
     Loss and gradients are the mean over micro-batches (as HF's Trainer divides each
-    micro-batch loss by the accumulation steps)."""
+    micro-batch loss by the accumulation steps). `skip_nonfinite`: when the loss or the
+    gradient norm is not finite, params and optimizer state stay as they were (the step count
+    still advances: the batch is consumed)."""
     key = jax.random.fold_in(jax.random.key(seed), state["step"])
     grad_fn = jax.value_and_grad(batch_loss)
     n_micro = batch["labels"].shape[0]
@@ -177,19 +180,23 @@ def train_step(state, rest, batch, *, graphdef, tx, loss_cfg: LossConfig, seed: 
     grad_norm = optax.tree.norm(grads)
     updates, opt = tx.update(grads, state["opt"], state["params"])
     params = optax.apply_updates(state["params"], updates)
+    if skip_nonfinite:
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        params, opt = jax.tree.map(lambda new, old: jnp.where(ok, new, old), (params, opt),
+                                   (state["params"], state["opt"]))
     new_state = {"params": params, "opt": opt, "step": state["step"] + 1}
     return new_state, {"loss": loss, "grad_norm": grad_norm}
 
 
 def make_train_step(graphdef, tx, loss_cfg: LossConfig, seed: int, state_sh, rest_sh, batch_sh,
-                    mesh, on_trace=None, compiler_options=None):
+                    mesh, on_trace=None, compiler_options=None, skip_nonfinite=False):
     """jax.jit of `train_step`: sharded in and out, the state donated. `on_trace()` is called
     each time the step is traced (= compiled for a new batch shape)."""
     def step(state, rest, batch):
         if on_trace is not None:
             on_trace()
         return train_step(state, rest, batch, graphdef=graphdef, tx=tx, loss_cfg=loss_cfg,
-                          seed=seed)
+                          seed=seed, skip_nonfinite=skip_nonfinite)
     repl = NamedSharding(mesh, PartitionSpec())
     return jax.jit(step, in_shardings=(state_sh, rest_sh, batch_sh),
                    out_shardings=(state_sh, {"loss": repl, "grad_norm": repl}),

@@ -7,7 +7,10 @@ DIR/checkpoints/      Orbax: every checkpoint_every steps, at the end and on SIG
 DIR/model/            the final weights in the reference layout (gliner and gliner_jax load it)
 
 Restarting with the same command continues from the latest checkpoint: parameters, optimizer
-state, step and data position.
+state, step and data position. This holds after a hard kill too (SIGKILL, a lost machine): the
+partial write of a killed save is removed, an unreadable latest checkpoint is skipped for the
+previous one (train/checkpointing.py), and metrics.jsonl is cut back to the checkpoint's step so
+that every step is logged once. docs/faults.md lists the faults tested.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import json
 import math
 import signal
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -34,11 +36,8 @@ from train import checkpointing
 from train.build import build_model
 from train.config import TrainConfig, dumps
 from train.data import Batcher, Dataset, Mixture, data_report, load_dataset, sample_types
+from train.metrics_log import MetricsLog, NonFiniteLoss, host  # noqa: F401 (re-exported)
 from train.step import BATCH_RANKS, make_optimizer, make_train_step, opt_shardings
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss or gradient norm became NaN / inf; the run stopped before saving it."""
 
 
 @dataclasses.dataclass
@@ -52,12 +51,6 @@ class RunResult:
 def log(msg: str) -> None:
     if jax.process_index() == 0:
         tqdm.write(msg, file=sys.stderr)
-
-
-def host(tree):
-    """Numpy copies of replicated arrays: each process reads its own replica (np.asarray of a
-    global array fails when some of its devices belong to other processes)."""
-    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
 
 
 def put(tree, shardings):
@@ -181,7 +174,8 @@ def make_trainer(model, cfg: TrainConfig, mesh) -> tuple[Trainer, dict]:
     traces: list = []
     step_fn = make_train_step(graphdef, tx, cfg.loss, cfg.seed, state_sh, rest_sh, batch_sh,
                               mesh, on_trace=lambda: traces.append(1),
-                              compiler_options=cfg.xla_options)
+                              compiler_options=cfg.xla_options,
+                              skip_nonfinite=cfg.skip_nonfinite > 0)
     init_opt = jax.jit(tx.init, out_shardings=state_sh["opt"])
     tr = Trainer(graphdef, eval_graphdef, rest, scheds, state_sh,
                  batch_sh, checkpointing.abstract(abs_state, state_sh), init_opt, step_fn, traces)
@@ -213,7 +207,10 @@ def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool =
         old = workdir / "config.json"
         if old.is_file() and old.read_text() != dumps(cfg):
             log(f"warning: {old} differs from this run's config; continuing with the new one")
-        old.write_text(dumps(cfg))
+        try:
+            old.write_text(dumps(cfg))
+        except OSError as e:
+            raise checkpointing.SaveError(f"cannot write {old}: {e}") from e
     mesh = make_mesh(cfg.mesh)
     rows = cfg.data.batch_size // cfg.optim.grad_accum
     shards = math.prod(mesh.shape[a] for a in ("data", "fsdp"))
@@ -240,12 +237,15 @@ def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool =
 
     tr, params = make_trainer(model, cfg, mesh)
     del model
-    ckpt = checkpointing.Checkpointer(workdir / "checkpoints", cfg.keep_checkpoints)
-    if ckpt.latest_step() is None:
+    ckpt = checkpointing.Checkpointer(workdir / "checkpoints", cfg.keep_checkpoints, warn=log)
+    restored = ckpt.restore(tr.abstract_state)
+    skipped = 0
+    if restored is None:
         state = init_state(tr, params)
     else:
-        state, pos = ckpt.restore(tr.abstract_state)
+        state, pos, _ = restored
         mixture.restore(pos)
+        skipped = pos.get("skipped_batches", 0)
     del params
     start = int(host(state["step"]))
     if start:
@@ -260,13 +260,15 @@ def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool =
             previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(signal=True))
         except ValueError:  # not the main thread
             previous = None
-    mlog = MetricsLog(workdir / "metrics.jsonl", tr, ckpt, main)
+    mlog = MetricsLog(workdir / "metrics.jsonl", tr.scheds, tr.traces, ckpt, main,
+                      cfg.skip_nonfinite, skipped, log=log)
+    mlog.cut(start, cfg.num_steps)
     bar = tqdm(total=cfg.num_steps, initial=start, disable=not (progress and main),
                dynamic_ncols=True, desc="train")
 
     def save(step):
         mlog.flush()  # raises before a state whose loss is not finite is saved
-        ckpt.save(step, state, mixture.position())
+        ckpt.save(step, state, {**mixture.position(), "skipped_batches": mlog.skipped})
 
     try:
         with jax.set_mesh(mesh):
@@ -308,62 +310,26 @@ def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool =
                 scores = evaluator(state["params"])
                 mlog.write({"step": cfg.num_steps, **scores})
                 log(", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            ckpt.wait()  # a failed save is reported before the export
             export_dir = None
             if cfg.export:
-                export_dir = export(tr.eval_graphdef, tr.rest, state["params"], tokenizer,
-                                    workdir / "model", mesh)
+                try:
+                    export_dir = export(tr.eval_graphdef, tr.rest, state["params"], tokenizer,
+                                        workdir / "model", mesh)
+                except OSError as e:
+                    raise checkpointing.SaveError(
+                        f"cannot export the model to {workdir / 'model'}: {e} (the final "
+                        f"checkpoint, step {cfg.num_steps}, is saved: rerun to export)") from e
                 log(f"exported the model to {export_dir}")
-            ckpt.wait()
             return RunResult("done", cfg.num_steps, dict(mlog.last), export_dir)
+    except BaseException:
+        ckpt.failed = True  # close without raising a second error over this one
+        raise
     finally:
         bar.close()
         ckpt.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-class MetricsLog:
-    """Step metrics stay on the devices until `flush` (every log_every steps and before every
-    save) pulls them, checks that they are finite and appends their means to metrics.jsonl."""
-
-    def __init__(self, path: Path, tr: Trainer, ckpt, main: bool):
-        self.path, self.tr, self.ckpt, self.main = path, tr, ckpt, main
-        self.pending: list = []
-        self.last: dict = {}
-        self.clock = time.perf_counter()
-
-    def add(self, step: int, metrics: dict, info: dict) -> None:
-        self.pending.append((step, metrics, info))
-
-    def flush(self) -> dict:
-        if not self.pending:
-            return self.last
-        values = host([m for _, m, _ in self.pending])
-        for (s, _, _), v in zip(self.pending, values, strict=True):
-            if not (np.isfinite(v["loss"]) and np.isfinite(v["grad_norm"])):
-                raise NonFiniteLoss(
-                    f"non-finite loss at step {s + 1} (loss={v['loss']}, grad_norm="
-                    f"{v['grad_norm']}): stopping; the last good checkpoint is step "
-                    f"{self.ckpt.latest_step()} in {self.ckpt.directory}")
-        now = time.perf_counter()
-        dt, self.clock = now - self.clock, now
-        s = self.pending[-1][0]
-        rec = {"step": s + 1,
-               "loss": float(np.mean([v["loss"] for v in values])),
-               "grad_norm": float(np.mean([v["grad_norm"] for v in values])),
-               **{f"lr_{g}": float(f(s)) for g, f in self.tr.scheds.items()},
-               "examples_per_s": sum(i["examples"] for _, _, i in self.pending) / dt,
-               "tokens_per_s": sum(i["tokens"] for _, _, i in self.pending) / dt,
-               "compiles": len(self.tr.traces), "time": time.time()}
-        self.pending.clear()
-        self.write(rec)
-        return rec
-
-    def write(self, rec: dict) -> None:
-        self.last.update(rec)
-        if self.main:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
 
 
 def export(graphdef, rest, params, tokenizer, out_dir: Path, mesh) -> Path | None:
