@@ -247,7 +247,10 @@ class GLiNER:
         tok = self.tokenizer
         prompt = len(tok(self.processor._prompt(list(dict.fromkeys(prompts))),
                          is_split_into_words=True)["input_ids"])
-        ids = tok(words, is_split_into_words=True, add_special_tokens=False).word_ids()
+        # verbose=False: the whole text is longer than the tokenizer's limit on purpose (it is
+        # about to be windowed); transformers would log "Token indices sequence length ..."
+        ids = tok(words, is_split_into_words=True, add_special_tokens=False,
+                  verbose=False).word_ids()
         counts = np.bincount([w for w in ids if w is not None], minlength=len(words))
         return counts, limit - prompt
 
