@@ -33,9 +33,10 @@ from gliner_jax.predict_io import (
     to_text,
     use_color,
 )
+from gliner_jax.shipped import NoShippedModel, checkpoints_dir, default_model
 
 EXIT_USAGE, EXIT_MODEL, EXIT_FAILURE = 2, 3, 1
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+CHECKPOINTS = checkpoints_dir()  # the checkout's checkpoints/, or the installed wheel's copy
 MAX_CHUNK = 1024  # texts predicted together (sorted by length) before their results are written
 
 
@@ -197,15 +198,10 @@ def _setup_jax(args) -> None:
 def _model_source(args) -> str:
     if args.model:
         return args.model
-    found = ([CHECKPOINTS] if (CHECKPOINTS / "gliner_config.json").is_file()
-             else sorted(p.parent for p in CHECKPOINTS.glob("*/gliner_config.json")))
-    if not found:
-        raise ModelError(f"no shipped model in {CHECKPOINTS} yet: pass --model DIR (a GLiNER "
-                         "directory) or a hub id such as urchade/gliner_small-v2.1")
-    if len(found) > 1:
-        names = ", ".join(p.name for p in found)
-        raise ModelError(f"several models in {CHECKPOINTS} ({names}): pick one with --model")
-    return str(found[0])
+    try:
+        return str(default_model(CHECKPOINTS))
+    except NoShippedModel as e:
+        raise ModelError(str(e)) from None
 
 
 def _load_model(args):
