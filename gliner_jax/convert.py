@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from gliner_jax.config import ConfigError, EncoderConfig, GlinerConfig
+from gliner_jax.hub import HubError, download, looks_like_repo_id
 from gliner_jax.layers import Precision
 from gliner_jax.modeling import GlinerModel
 from gliner_jax.weights import (
@@ -40,26 +41,23 @@ class ModelLoadError(ValueError):
     """A model directory or hub id cannot be loaded: the message says why."""
 
 
-def resolve_model_dir(name_or_path: str | Path, *, local_files_only: bool = False) -> Path:
-    """A local directory as is; otherwise a Hugging Face hub id, downloaded when online."""
+def resolve_model_dir(name_or_path: str | Path, *, local_files_only: bool = False,
+                      **hub_options) -> Path:
+    """A local directory as is; otherwise a Hugging Face hub id, downloaded (or taken from the
+    cache) through `gliner_jax.hub.download` with `hub_options` (revision, cache_dir, token,
+    force_download)."""
     p = Path(name_or_path).expanduser()
     if p.exists():
         if not p.is_dir():
             raise ModelLoadError(f"{p} is a file, not a model directory")
         return p
     s = str(name_or_path)
-    looks_like_hub_id = s.count("/") == 1 and not s.startswith((".", "/", "~"))
-    if not looks_like_hub_id:
+    if not looks_like_repo_id(s):
         raise ModelLoadError(f"model directory {s} does not exist")
     try:
-        from huggingface_hub import snapshot_download
-        return Path(snapshot_download(s, local_files_only=local_files_only))
-    except Exception as e:  # network, auth, missing repo: one clear line
-        kind = type(e).__name__
-        raise ModelLoadError(
-            f"{s} is not a local directory and could not be fetched from the Hugging Face hub "
-            f"({kind}): the machine may be offline, or the id may be wrong; pass a local "
-            "directory instead") from None
+        return download(s, local_files_only=local_files_only, **hub_options)
+    except HubError as e:
+        raise ModelLoadError(str(e)) from None
 
 
 def read_gliner_config(model_dir: Path, *, local_files_only: bool = False) -> GlinerConfig:
@@ -106,11 +104,15 @@ def model_from_state(cfg: GlinerConfig, sd: dict[str, np.ndarray],
 
 
 def load_gliner(model_dir: str | Path, prec: Precision = Precision(), *,
-                local_files_only: bool = False):
-    """(GlinerModel in eval mode, tokenizer) from a GLiNER directory or hub id."""
+                local_files_only: bool = False, **hub_options):
+    """(GlinerModel in eval mode, tokenizer) from a GLiNER directory or hub id (`hub_options`:
+    revision, cache_dir, token, force_download)."""
     from gliner_jax.processing import load_tokenizer
 
-    d = resolve_model_dir(model_dir, local_files_only=local_files_only)
+    d = resolve_model_dir(model_dir, local_files_only=local_files_only, **hub_options)
+    if not Path(model_dir).expanduser().exists() and not (d / "gliner_config.json").is_file():
+        raise ModelLoadError(f"hub repo {model_dir} has no gliner_config.json: it is not a GLiNER "
+                             "model")
     cfg = read_gliner_config(d, local_files_only=local_files_only)
     try:
         tokenizer, cls_index = load_tokenizer(d, cfg, local_files_only=local_files_only)

@@ -112,15 +112,22 @@ class GLiNER:
 
     @classmethod
     def from_pretrained(cls, model_id: str | Path, *, dtype=None, param_dtype=jnp.float32,
+                        revision: str | None = None, cache_dir: str | Path | None = None,
+                        token: str | bool | None = None, force_download: bool = False,
                         local_files_only: bool = False, max_length: int | None = None,
                         buckets: BucketPolicy | None = None) -> GLiNER:
-        """Load a directory in the reference layout, or a hub id (downloaded when online).
+        """Load a directory in the reference layout, or a hub id "org/name".
 
+        A hub id is fetched through huggingface_hub into its cache (HF_HOME, or `cache_dir`) at
+        `revision` (branch, tag or commit; default main) and read from there next time;
+        HF_ENDPOINT, HF_TOKEN (or `token`) and HF_HUB_OFFLINE apply.
         dtype: compute dtype (e.g. jnp.bfloat16); param_dtype: storage of the parameters.
         max_length: overrides the config's max_len (words per window/text).
         """
+        hub = {k: v for k, v in dict(revision=revision, cache_dir=cache_dir, token=token,
+                                     force_download=force_download).items() if v}
         model, tokenizer = load_gliner(model_id, Precision(dtype, param_dtype),
-                                       local_files_only=local_files_only)
+                                       local_files_only=local_files_only, **hub)
         if max_length is not None:
             model.config = dataclasses.replace(model.config, max_len=int(max_length))
         return cls(model, tokenizer, buckets=buckets)
@@ -264,7 +271,10 @@ class GLiNER:
         tok = self.tokenizer
         prompt = len(tok(self.processor._prompt(list(dict.fromkeys(prompts))),
                          is_split_into_words=True)["input_ids"])
-        ids = tok(words, is_split_into_words=True, add_special_tokens=False).word_ids()
+        # verbose=False: the whole text is longer than the tokenizer's limit on purpose (it is
+        # about to be windowed); transformers would log "Token indices sequence length ..."
+        ids = tok(words, is_split_into_words=True, add_special_tokens=False,
+                  verbose=False).word_ids()
         counts = np.bincount([w for w in ids if w is not None], minlength=len(words))
         return counts, limit - prompt
 

@@ -33,9 +33,10 @@ from gliner_jax.predict_io import (
     to_text,
     use_color,
 )
+from gliner_jax.shipped import NoShippedModel, checkpoints_dir, default_model
 
 EXIT_USAGE, EXIT_MODEL, EXIT_FAILURE = 2, 3, 1
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+CHECKPOINTS = checkpoints_dir()  # the checkout's checkpoints/, or the installed wheel's copy
 MAX_CHUNK = 1024  # texts predicted together (sorted by length) before their results are written
 
 
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--skip-errors", action="store_true",
                     help="skip bad input lines (reported and counted) instead of stopping")
     io.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    io.add_argument("-v", "--verbose", action="store_true",
+                    help="let libraries (JAX, transformers) print their notices and warnings")
     m = ap.add_argument_group("model and decoding")
     m.add_argument("-m", "--model", default=os.environ.get("GLINER_JAX_MODEL"),
                    help="GLiNER directory (reference layout) or hub id (default: "
@@ -195,15 +198,10 @@ def _setup_jax(args) -> None:
 def _model_source(args) -> str:
     if args.model:
         return args.model
-    found = ([CHECKPOINTS] if (CHECKPOINTS / "gliner_config.json").is_file()
-             else sorted(p.parent for p in CHECKPOINTS.glob("*/gliner_config.json")))
-    if not found:
-        raise ModelError(f"no shipped model in {CHECKPOINTS} yet: pass --model DIR (a GLiNER "
-                         "directory) or a hub id such as urchade/gliner_small-v2.1")
-    if len(found) > 1:
-        names = ", ".join(p.name for p in found)
-        raise ModelError(f"several models in {CHECKPOINTS} ({names}): pick one with --model")
-    return str(found[0])
+    try:
+        return str(default_model(CHECKPOINTS))
+    except NoShippedModel as e:
+        raise ModelError(str(e)) from None
 
 
 def _load_model(args):
@@ -252,27 +250,53 @@ def _predict(model, records: list[Record], args, bar):
         yield from zip(chunk, ents, strict=True)
 
 
-def _write(pairs, out, fmt: str) -> int:
-    """Write each (record, entities) as it comes (json: all at the end); the entity count."""
+def _write(pairs, out, fmt: str, bar) -> int:
+    """Write each (record, entities) as it comes (json: all at the end); the entity count.
+    When the output and the progress bar share a terminal, the bar is cleared before each write
+    and redrawn after, so that no output line is glued to it."""
     if fmt == "json":
         pairs = list(pairs)
+        bar.clear()
         json.dump([result(r, e) for r, e in pairs], out, ensure_ascii=False, indent=2)
         out.write("\n")
         return sum(len(e) for _, e in pairs)
     n, color, palette = 0, fmt == "text" and use_color(out), {}
+    shared = not bar.disable and _isatty(out) and _isatty(bar.fp)
     for r, e in pairs:
         line = to_json_line(r, e) if fmt == "jsonl" else to_text(r, e, color=color,
                                                                    palette=palette)
+        if shared:
+            bar.clear()
         out.write(line + "\n")
         out.flush()
+        if shared:
+            bar.refresh()
         n += len(e)
     return n
 
 
-def _configure_warnings() -> None:
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# library loggers whose notices ("PyTorch was not found", "Token indices sequence length is
+# longer than the specified maximum ...", platform probing) are not for the command's users
+_LIBRARY_LOGGERS = ("jax", "jaxlib", "absl", "transformers", "huggingface_hub", "flax", "orbax",
+                    "tokenizers")
+
+
+def _configure_warnings(verbose: bool = False) -> None:
+    """Our own warnings (gliner_jax's) as `warning: ...` lines, at most 3 per kind; library
+    notices and warnings only with --verbose."""
     shown: dict[type, int] = {}
 
     def show(message, category, filename, lineno, file=None, line=None):
+        ours = category.__module__.startswith("gliner_jax") or "gliner_jax" in Path(filename).parts
+        if not (ours or verbose):
+            return
         shown[category] = shown.get(category, 0) + 1
         if shown[category] <= 3:
             print(f"warning: {message}", file=sys.stderr)
@@ -280,13 +304,22 @@ def _configure_warnings() -> None:
             print(f"warning: further {category.__name__}s not shown", file=sys.stderr)
 
     warnings.showwarning = show
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if verbose:
+        return
+    import logging
+
+    # set before transformers / JAX are imported: both read these at import time
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # XLA's C++ log lines
+    for name in _LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def run(args) -> int:
     t0 = time.perf_counter()
-    _configure_warnings()
+    _configure_warnings(args.verbose)
     policy = ErrorPolicy(args.skip_errors)
     labels = parse_labels(args.labels) if args.labels is not None else None
     records, from_file = _read_inputs(args, policy)
@@ -306,8 +339,8 @@ def run(args) -> int:
         sys.stdout.reconfigure(encoding="utf-8")
     show_bar = from_file and not args.quiet
     with tqdm(total=len(records), unit="text", file=sys.stderr, disable=None if show_bar else True,
-              dynamic_ncols=True, smoothing=0.1) as bar:
-        n_ents = _write(_predict(model, records, args, bar), out, args.format)
+              dynamic_ncols=True, smoothing=0.1, leave=False) as bar:
+        n_ents = _write(_predict(model, records, args, bar), out, args.format, bar)
     if out is not sys.stdout:
         out.close()
     if policy.skipped:

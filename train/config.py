@@ -151,7 +151,12 @@ def from_dict(d: dict) -> TrainConfig:
 
 
 def load_config_file(path: str | Path) -> TrainConfig:
+    """A config file, or the name of one in train/configs/ ("tiny", "minilm"): an installed
+    package has no checkout to point at."""
     path = Path(path)
+    shipped = Path(__file__).resolve().parent / "configs" / f"{path}.py"
+    if not path.is_file() and path.suffix == "" and path.name == str(path) and shipped.is_file():
+        path = shipped
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     spec = importlib.util.spec_from_file_location(f"_train_config_{path.stem}", path)
