@@ -41,9 +41,11 @@ def parse_request(body: bytes, *, default_threshold: float = 0.5,
                   max_labels: int = -1) -> PredictRequest:
     """A request body -> PredictRequest, or RequestError(4xx) naming what is wrong."""
     try:
-        payload = json.loads(body)
-    except UnicodeDecodeError:
-        raise RequestError(400, "request body is not UTF-8") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f"request body is not UTF-8 (byte {e.start})") from None
+    try:
+        payload = json.loads(text)
     except json.JSONDecodeError as e:
         raise RequestError(400, f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"
                            ) from None
