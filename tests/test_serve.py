@@ -154,6 +154,18 @@ def test_wrong_method_and_path(server):
     assert server.post({}, "/health")[0] == 405
 
 
+def test_demo_server_mode_asks_the_server(server, model):
+    """`python -m gliner_jax.demo --server URL` predicts through the server; its errors come
+    back as one line."""
+    from gliner_jax.demo import server_predictor
+
+    predict = server_predictor(server.url)
+    want = model.predict_entities(TEXTS[5], LABELS, threshold=0.3, flat_ner=False)
+    assert_same(predict(TEXTS[5], LABELS, 0.3, False, False), want)
+    with pytest.raises(ValueError, match="server answered 422: .*between 0 and 1"):
+        predict(TEXTS[0], LABELS, 3.0, True, False)
+
+
 def test_bad_request_flood_leaves_server_correct_with_flat_memory(server, model):
     """1,000 mixed bad requests (bounded: 1,000 at most, 240 s at most): every one gets its 4xx,
     the replica's memory stays flat, and good requests still get the right answer."""
