@@ -28,6 +28,8 @@ def parse_args(argv=None) -> ServeConfig:
     p.add_argument("--replicas", "--num-replicas", dest="num_replicas", type=int,
                    default=d.num_replicas)
     p.add_argument("--num-cpus-per-replica", type=float, default=d.num_cpus_per_replica)
+    p.add_argument("--num-gpus-per-replica", type=float, default=None,
+                   help="default: all GPUs Ray sees, divided among the replicas")
     p.add_argument("--ray-num-cpus", type=int, default=d.ray_num_cpus,
                    help="CPUs of the local Ray instance")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start "
@@ -80,6 +82,9 @@ def main(argv=None) -> int:
         # after ray.init, which installs its own (aborting) handlers
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        if config.num_gpus_per_replica is None:
+            gpus = ray.cluster_resources().get("GPU", 0)
+            config.num_gpus_per_replica = gpus / config.num_replicas if gpus else 0
         serve.start(http_options={"host": config.http_host, "port": config.http_port,
                                   "request_timeout_s": config.request_timeout_s})
         t0 = time.perf_counter()

@@ -16,6 +16,9 @@ class ServeConfig:
 
     num_replicas: int = 1
     num_cpus_per_replica: float = 1.0
+    # None: all the GPUs Ray sees, shared out over the replicas (Ray hides GPUs from an actor
+    # that asks for none; a replica runs data-parallel over every device it sees)
+    num_gpus_per_replica: float | None = None
     ray_num_cpus: int = 2                 # CPUs the local Ray instance may use
 
     max_batch_size: int = 32
@@ -34,7 +37,7 @@ class ServeConfig:
     # warm-up compiles every bucket shape up to these sizes, so no request pays for a compile
     precompiled_batch_sizes: list[int] = dataclasses.field(
         default_factory=lambda: [1, 2, 4, 8, 16, 32])
-    warmup_max_tokens: int = 128
+    warmup_max_tokens: int = 256
     warmup_max_labels: int = 8
     buckets: str = "pow2"                 # "pow2": power-of-two shapes; "fine": inference's own
     cache_dir: str | None = None          # persistent XLA cache (default as predict's)

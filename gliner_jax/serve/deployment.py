@@ -46,7 +46,8 @@ def build_app(config: ServeConfig):
     @serve.deployment(
         name="GLiNER",
         num_replicas=config.num_replicas,
-        ray_actor_options={"num_cpus": config.num_cpus_per_replica},
+        ray_actor_options={"num_cpus": config.num_cpus_per_replica,
+                           "num_gpus": config.num_gpus_per_replica or 0},
         max_ongoing_requests=config.max_ongoing_requests,
         max_queued_requests=config.queue_capacity,
         graceful_shutdown_timeout_s=config.graceful_shutdown_timeout_s,

@@ -87,7 +87,7 @@ class Engine:
         for t in ts:
             rows = min(top_b, max(self.model.chunk_rows(t), p.min_batch))
             bs = _buckets(p.min_batch, rows, half_steps=False)
-            out += [(b, t, w, c) for b in bs for w in ws if w < t for c in cs]
+            out += [(b, t, w, c) for b in bs for w in ws if w <= t for c in cs]  # words <= tokens
         return out
 
     def warmup(self) -> float:
