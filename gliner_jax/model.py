@@ -87,6 +87,15 @@ def plan_windows(num_words: int, size: int, stride: int, min_overlap: int = 0,
         s = nxt
 
 
+def _per_text(value, n: int, name: str) -> list:
+    """One value for all texts, or a list of one value per text."""
+    if isinstance(value, list | tuple | np.ndarray):
+        if len(value) != n:
+            raise ValueError(f"{name}: {len(value)} values for {n} texts")
+        return list(value)
+    return [value] * n
+
+
 @dataclasses.dataclass
 class _Row:
     text: int                 # index of the text in the caller's list
@@ -147,8 +156,9 @@ class GLiNER:
                               multi_label=multi_label, **kwargs)[0]
 
     def inference(self, texts: Sequence[str], labels: Labels | Sequence[Labels],
-                  batch_size: int = 8, threshold: float = 0.5, flat_ner: bool = True,
-                  multi_label: bool = False, *, truncate: bool = False,
+                  batch_size: int = 8, threshold: float | Sequence[float] = 0.5,
+                  flat_ner: bool | Sequence[bool] = True,
+                  multi_label: bool | Sequence[bool] = False, *, truncate: bool = False,
                   window_size: int | None = None, window_stride: int | None = None,
                   progress: Callable[[int], None] | None = None) -> list[list[dict[str, Any]]]:
         """Entities for each text. `labels`: one set for all texts, or one set per text.
@@ -161,6 +171,8 @@ class GLiNER:
         rule as within one window. Texts that fit in one window get exactly the reference's
         result. `truncate=True` cuts long texts at max_len words instead, as the reference does.
         `progress(n)` is called after each batch with the number of texts it completed.
+        threshold, flat_ner and multi_label may also be given per text (a list, one value per
+        text): the server batches requests that ask for different ones.
         """
         if isinstance(texts, str):
             raise TypeError("inference takes a list of texts; use predict_entities for one text")
@@ -185,10 +197,15 @@ class GLiNER:
         splits = [[(w, 0, 0) for w in ws] for ws in words]
         return self._word_spans(splits, self._label_sets(labels, len(splits)), **kwargs)
 
-    def _word_spans(self, splits, label_sets, *, batch_size: int = 8, threshold: float = 0.5,
-                    flat_ner: bool = True, multi_label: bool = False, truncate: bool = False,
+    def _word_spans(self, splits, label_sets, *, batch_size: int = 8,
+                    threshold: float | Sequence[float] = 0.5,
+                    flat_ner: bool | Sequence[bool] = True,
+                    multi_label: bool | Sequence[bool] = False, truncate: bool = False,
                     window_size: int | None = None, window_stride: int | None = None,
                     progress: Callable[[int], None] | None = None) -> list[list]:
+        thresholds = _per_text(threshold, len(splits), "threshold")
+        flat = _per_text(flat_ner, len(splits), "flat_ner")
+        multi = _per_text(multi_label, len(splits), "multi_label")
         size, stride = self.window_shape(window_size, window_stride)
         rows = list(self._rows(splits, label_sets, truncate, size, stride))
         pending = [0] * len(splits)  # rows still to predict, per text
@@ -200,7 +217,8 @@ class GLiNER:
         cands: dict[int, list[decoding.Span]] = {}
         for batch_rows, probs, lengths in self._predict_rows(rows, batch_size):
             names = [r.labels[1] for r in batch_rows]
-            per_row = decoding.candidates(probs, lengths, names, threshold=threshold)
+            per_row = decoding.candidates(probs, lengths, names,
+                                          threshold=[thresholds[r.text] for r in batch_rows])
             done = 0
             for r, spans in zip(batch_rows, per_row, strict=True):
                 cands.setdefault(r.text, []).extend(
@@ -213,7 +231,7 @@ class GLiNER:
         out = []
         for i in range(len(splits)):
             merged = decoding.merge_candidates(cands.get(i, []), label_sets[i][1])
-            out.append(decoding.greedy_search(merged, flat_ner=flat_ner, multi_label=multi_label,
+            out.append(decoding.greedy_search(merged, flat_ner=flat[i], multi_label=multi[i],
                                               presorted=True))
         return out
 
