@@ -74,6 +74,13 @@ def main(argv=None) -> int:
     from gliner_jax.serve.deployment import build_app
 
     stop = threading.Event()
+    ready = threading.Event()
+
+    def on_signal(*_):
+        if not ready.is_set():  # still loading / warming up: nothing to drain, stop now
+            raise KeyboardInterrupt
+        stop.set()
+
     url = f"http://{config.http_host}:{config.http_port}{config.route_prefix}"
     try:
         ray.init(address=config.ray_address or "local", num_cpus=config.ray_num_cpus
@@ -81,7 +88,7 @@ def main(argv=None) -> int:
                  log_to_driver=True, configure_logging=False)
         # after ray.init, which installs its own (aborting) handlers
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, on_signal)
         if config.num_gpus_per_replica is None:
             gpus = ray.cluster_resources().get("GPU", 0)
             config.num_gpus_per_replica = gpus / config.num_replicas if gpus else 0
@@ -91,6 +98,7 @@ def main(argv=None) -> int:
         serve.run(build_app(config), name="gliner", route_prefix=config.route_prefix)
         print(f"gliner_jax.serve: ready at {url} ({time.perf_counter() - t0:.1f} s to load and "
               "warm up)", flush=True)
+        ready.set()
         while not stop.wait(0.5):
             pass
         print("gliner_jax.serve: draining requests in flight, then stopping", flush=True)
@@ -99,6 +107,11 @@ def main(argv=None) -> int:
         serve.delete("gliner", _blocking=True)
         serve.shutdown()
         print("gliner_jax.serve: stopped", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        if ray.is_initialized():
+            serve.shutdown()
+        print("gliner_jax.serve: stopped during start-up", flush=True)
         return 0
     except Exception as e:  # noqa: BLE001 - one line, not a Ray traceback
         print(f"gliner_jax.serve: error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
