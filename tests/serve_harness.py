@@ -26,7 +26,8 @@ def free_port() -> int:
 def server_env(cache_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GLINER_JAX_", "RAY_"))}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO),
-               JAX_PLATFORMS="cpu", RAY_USAGE_STATS_ENABLED="0", GLINER_JAX_CACHE=str(cache_dir),
+               JAX_PLATFORMS="cpu", RAY_USAGE_STATS_ENABLED="0",
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", GLINER_JAX_CACHE=str(cache_dir),
                TOKENIZERS_PARALLELISM="false", XLA_FLAGS="")
     return env
 

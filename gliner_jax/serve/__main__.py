@@ -67,6 +67,10 @@ def main(argv=None) -> int:
     config = parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not config.ray_address:
+        # a local cluster keeps all of Ray's own traffic on loopback (by default Ray binds its
+        # processes to the node's network address); read by ray at import
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import ray
     from ray import serve
