@@ -22,7 +22,7 @@ from gliner_jax import weights
 from gliner_jax.config import EncoderConfig, GlinerConfig
 from gliner_jax.convert import load_gliner, model_from_state
 from gliner_jax.layers import Precision
-from gliner_jax.modeling import GlinerModel
+from gliner_jax.modeling import build_model as build_gliner
 from gliner_jax.processing import load_tokenizer
 from gliner_jax.weights import WeightsError, export_state, read_checkpoint, strip_prefixes
 from train.config import DataConfig, ModelConfig
@@ -84,7 +84,7 @@ def encoder_state(path: Path, rows: int, seed: int) -> tuple[dict, list[str]]:
 
 
 def build_model(mcfg: ModelConfig, data: DataConfig, seed: int):
-    """(GlinerModel with the run's dropout, tokenizer, notes for the log)."""
+    """(GLiNER model with the run's dropout, tokenizer, notes for the log)."""
     prec = precision(mcfg)
     if mcfg.init == "gliner":
         model, tokenizer = load_gliner(mcfg.path, prec, local_files_only=True)
@@ -104,7 +104,7 @@ def build_model(mcfg: ModelConfig, data: DataConfig, seed: int):
     rows = len(tokenizer)
     assert cls_index == rows - 2
     cfg = _head_config(mcfg, data, enc, rows, str(path))
-    model = GlinerModel(cfg, prec, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+    model = build_gliner(cfg, prec, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
     if mcfg.init == "random":
         return model, tokenizer, [f"random {enc.model_type} encoder, tokenizer from {path}"]
 
