@@ -79,8 +79,9 @@ def candidates(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
 def decode(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
            label_names: Sequence[Sequence[str]], *, threshold: float | Sequence[float] = 0.5,
            flat_ner: bool | Sequence[bool] = True,
-           multi_label: bool | Sequence[bool] = False) -> list[list[Span]]:
-    """Entities per row from `probs` [B, W, K, C] (rows, words and classes may be padded).
+           multi_label: bool | Sequence[bool] = False, head: str = "span") -> list[list[Span]]:
+    """Entities per row from `probs` [B, W, K, C] (token head: [B, W, C, 3]; rows, words and
+    classes may be padded).
 
     Rows past `len(label_names)` are padding and ignored; channel c of row b is valid for
     c < len(label_names[b]). threshold / flat_ner / multi_label may be given per row.
@@ -88,7 +89,7 @@ def decode(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
     n_rows = len(label_names)
     flat = _per_row(flat_ner, n_rows, "flat_ner")
     multi = _per_row(multi_label, n_rows, "multi_label")
-    rows = candidates(probs, text_lengths, label_names, threshold=threshold)
+    rows = HEADS[head].candidates(probs, text_lengths, label_names, threshold=threshold)
     return [greedy_search(c, flat_ner=bool(f), multi_label=bool(m), presorted=True)
             for c, f, m in zip(rows, flat, multi, strict=True)]
 

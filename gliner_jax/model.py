@@ -109,7 +109,7 @@ class GLiNER:
         self._static = _ById(self._graphdef)
         self._tables = (None, None)  # (state they were computed from, tables)
         self.head = decoding.HEADS[self.config.family.head]
-        self._head_name = self.config.family.head
+        self.head_name = self.config.family.head
         # batch-coupled span modes (markerV1/V2): the reference's batches, in input order, whole
         self._coupled = batch_coupled(self.config)
 
@@ -192,7 +192,7 @@ class GLiNER:
         out = []
         for i, text in enumerate(texts):
             merged = decoding.merge_candidates(cands.get(i, []), label_sets[i][1],
-                                               self._head_name)
+                                               self.head_name)
             spans = decoding.greedy_search(merged, flat_ner=flat_ner, multi_label=multi_label,
                                            presorted=True)
             offsets = [(a, b) for _, a, b in splits[i]]

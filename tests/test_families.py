@@ -3,13 +3,16 @@
 For each span mode, the token-level model, and configs shaped like NuNER Zero (marker, K=1)
 and gliner-multitask (token_level, max_len 768): logits float64 to 1e-10 (relative to the
 logit scale) and float32 to 1e-4; decoded entities identical (scores within 1e-5) for flat,
-nested and multi-label at three thresholds; the round trip reference -> ours -> reference
+nested and multi-label at two thresholds; the round trip reference -> ours -> reference
 bit-identical, and the reference predicts the same from our directory. Unknown modes and
 families fail with one line naming them.
 """
 
+import functools
 import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -42,13 +45,34 @@ MODELS["nuner_zero_like"] = {"span_mode": "marker", "build": {"max_width": 1}}
 MODELS["multitask_like"] = {"span_mode": "token_level", "build": {"max_len": 768}}
 
 
+@functools.cache
+def _build(name):
+    """(reference model, its saved directory), built once per process."""
+    spec = dict(MODELS[name])
+    build = dict(TINY, seed=len(name), **spec.pop("build", {}))
+    out = Path(tempfile.mkdtemp(prefix=f"gliner_jax_family_{name}_"))
+    return build_reference_gliner(out, gliner_overrides=spec, **build)
+
+
+@functools.cache
+def _api(name) -> GLiNER:
+    """Our model of `name`, loaded once: its compiled shapes are shared by the tests."""
+    return GLiNER.from_pretrained(_build(name)[1])
+
+
 @pytest.fixture(scope="module", params=sorted(MODELS))
-def ref_model(request, tmp_path_factory):
-    spec = dict(MODELS[request.param])
-    build = dict(TINY, seed=len(request.param), **spec.pop("build", {}))
-    ref, saved = build_reference_gliner(tmp_path_factory.mktemp(request.param),
-                                        gliner_overrides=spec, **build)
-    return ref, saved
+def model_name(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def ref_model(model_name):
+    return _build(model_name)
+
+
+@pytest.fixture(scope="module")
+def ours(model_name):
+    return _api(model_name)
 
 
 def _is_token(ref) -> bool:
@@ -106,12 +130,11 @@ def _ents(rows):
     return [[(e["start"], e["end"], e["text"], e["label"]) for e in r] for r in rows]
 
 
-def test_decoded_entities_identical(ref_model):
+def test_decoded_entities_identical(ref_model, ours):
     ref, saved = ref_model
-    ours = GLiNER.from_pretrained(saved)
     found = 0
     for flat_ner, multi_label in ((True, False), (False, False), (True, True), (False, True)):
-        for threshold in (0.3, 0.5, 0.7):
+        for threshold in (0.3, 0.6):
             kw = dict(threshold=threshold, flat_ner=flat_ner, multi_label=multi_label)
             want = ref.inference(TEXTS, LABELS, batch_size=4, **kw)
             got = ours.inference(TEXTS, LABELS, batch_size=4, **kw)
@@ -123,11 +146,10 @@ def test_decoded_entities_identical(ref_model):
     assert found > 0
 
 
-def test_round_trip_to_reference_and_back(ref_model, tmp_path):
+def test_round_trip_to_reference_and_back(ref_model, ours, tmp_path):
     from gliner import GLiNER as RefGLiNER
 
     ref, saved = ref_model
-    ours = GLiNER.from_pretrained(saved)
     out = ours.save_pretrained(tmp_path / "exported")
     assert json.loads((out / "gliner_config.json").read_text())["span_mode"] == \
         ref.config.span_mode
@@ -159,3 +181,49 @@ def test_unknown_mode_or_family_is_one_line(tmp_path, edit, needle):
     with pytest.raises(ModelLoadError) as e:
         GLiNER.from_pretrained(bad)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+# Stitching depends on the head (span / token) and on batch coupling, not on a mode's maths:
+# one model of each kind (and the two shaped like released ones).
+WINDOW_MODELS = ["markerV0", "markerV1", "conv_share", "token_level", "nuner_zero_like",
+                 "multitask_like"]
+
+
+@pytest.mark.parametrize("name", WINDOW_MODELS)
+def test_long_text_windows(name):
+    """A text longer than the window, in windows of 8 words every 5: the result is the greedy
+    decoding of the candidates of every window predicted alone, merged by max score."""
+    from gliner_jax import decoding
+    from gliner_jax.model import plan_windows
+    from gliner_jax.processing import split_words
+
+    ref, _ = _build(name)
+    ours = _api(name)
+    text = " ".join(TEXTS[0].split() * 2 + TEXTS[5].split())
+    words = split_words(text)
+    size, stride = 8, 5
+    windows = plan_windows(len(words), size, stride, ref.config.max_width - 1)
+    assert len(windows) > 4 and all(e - s == size for s, e in windows)
+    alone = []
+    for s, e in windows:
+        batch = ours.processor.encode([[w for w, _, _ in words[s:e]]], [LABELS], pad=True)
+        alone.append((s, batch, ours.probs(batch)))
+    # the first threshold that leaves candidates, whatever the random model's score range
+    scores = np.concatenate([p[0, :size, ..., :len(LABELS)].ravel() for _, _, p in alone])
+    for thr in (0.5, *np.quantile(scores, [0.8, 0.6, 0.4]).tolist()):
+        cands = [sp._replace(start=sp.start + s, end=sp.end + s) for s, batch, probs in alone
+                 for sp in ours.head.candidates(probs, batch.text_lengths, [LABELS],
+                                                threshold=thr)[0]]
+        if cands:
+            break
+    assert cands
+    merged = decoding.merge_candidates(cands, LABELS, ours.head_name)
+    for flat in (True, False):
+        spans = decoding.greedy_search(merged, flat_ner=flat, presorted=True)
+        want = decoding.spans_to_entities(spans, text, [(a, b) for _, a, b in words])
+        got = ours.inference([text], LABELS, batch_size=3, flat_ner=flat, window_size=size,
+                             window_stride=stride, threshold=thr)[0]
+        assert [(e["start"], e["end"], e["label"]) for e in got] == \
+            [(e["start"], e["end"], e["label"]) for e in want]
+        np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in want],
+                                   rtol=1e-5)

@@ -58,7 +58,7 @@ def _head_config(mcfg: ModelConfig, data: DataConfig, enc: EncoderConfig, rows: 
                  name: str) -> GlinerConfig:
     base = GlinerConfig()
     pick = {f: getattr(mcfg, f) if getattr(mcfg, f) is not None else getattr(base, f)
-            for f in ("hidden_size", "max_width", "dropout", "max_len")}
+            for f in ("hidden_size", "max_width", "dropout", "max_len", "span_mode")}
     return GlinerConfig(encoder=dataclasses.replace(enc, vocab_size=rows), model_name=name,
                         vocab_size=rows, class_token_index=rows - 2, max_types=data.max_types,
                         max_neg_type_ratio=data.max_neg_type_ratio, **pick)
@@ -89,7 +89,7 @@ def build_model(mcfg: ModelConfig, data: DataConfig, seed: int):
     if mcfg.init == "gliner":
         model, tokenizer = load_gliner(mcfg.path, prec, local_files_only=True)
         over = {f: getattr(mcfg, f) for f in ("dropout", "max_len") if getattr(mcfg, f) is not None}
-        for f in ("hidden_size", "max_width"):
+        for f in ("hidden_size", "max_width", "span_mode"):
             if getattr(mcfg, f) not in (None, getattr(model.config, f)):
                 raise ValueError(f"model.{f}={getattr(mcfg, f)} differs from the checkpoint's "
                                  f"{getattr(model.config, f)}")

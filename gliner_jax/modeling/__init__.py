@@ -5,6 +5,7 @@
 """
 
 from gliner_jax.modeling.families import FAMILIES, SPAN_MODES, build_model, family_of
-from gliner_jax.modeling.gliner import SpanModel, TokenModel
+from gliner_jax.modeling.gliner import GlinerModel, SpanModel, TokenModel
 
-__all__ = ["FAMILIES", "SPAN_MODES", "SpanModel", "TokenModel", "build_model", "family_of"]
+__all__ = ["FAMILIES", "SPAN_MODES", "GlinerModel", "SpanModel", "TokenModel", "build_model",
+           "family_of"]

@@ -136,6 +136,9 @@ class SpanModel(UniEncoder):
         return logits, prompt_mask
 
 
+GlinerModel = SpanModel  # the name before the family table (code written against it keeps working)
+
+
 class TokenModel(UniEncoder):
     """UniEncoderTokenModel (span_mode token_level): per word and type, (start, end, inside)
     logits [B, W, C, 3]. No prompt MLP: the scorer projects the raw prompt vectors."""
