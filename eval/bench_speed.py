@@ -84,8 +84,8 @@ def build_model(root: Path, data: Path, span_mode: str = "markerV0") -> Path:
 
     lines = []
     for name in TOKENIZER_CORPORA:
-        folder = data / "supervised" / name
-        ex = read_bio_file(folder / "train.txt", read_labels_json(folder / "labels.json"))
+        corpus = data / "supervised" / name
+        ex = read_bio_file(corpus / "train.txt", read_labels_json(corpus / "labels.json"))
         lines += [" ".join(e["tokenized_text"]) for e in ex]
     build_reference_gliner(folder, tokenizer_corpus=lines, gliner_overrides={
         "span_mode": span_mode}, **SMALL)
