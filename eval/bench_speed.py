@@ -253,15 +253,15 @@ def compare_entities(a: list[list[dict]], b: list[list[dict]], threshold: float)
 
 
 def pick_threshold(jm, texts: list[str], labels: list[str], words_per_candidate: int = 25):
-    """The score quantile leaving ~1 candidate span (token-level: word score) per
+    """The score quantile leaving ~1 candidate span (token level: one-word span) per
     `words_per_candidate` words."""
     import numpy as np
 
     batch = jm.processor.encode_texts(texts, labels, pad=True)
     probs = jm.probs(batch)
-    if jm.head_name == "token":   # [B, W, C, 3]: scores of the text's words
+    if jm.head_name == "token":   # [B, W, C, 3]: one-word spans score min(start, end, inside)
         words = batch.span_mask[:, :, 0]
-        scores = probs[words[:, :, None] & batch.prompt_mask[:, None, :]]
+        scores = probs.min(-1)[words[:, :, None] & batch.prompt_mask[:, None, :]]
     else:
         scores = probs[batch.span_mask[..., None] & batch.prompt_mask[:, None, None, :]]
     q = 1.0 - int(batch.text_lengths.sum()) / words_per_candidate / scores.size
