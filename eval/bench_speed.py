@@ -29,6 +29,9 @@ Sections (`--sections`):
   shipped    the shipped model (checkpoints/gliner_jax-minilm-l6, MiniLM-L6 backbone, fp16
              stored, fp32 compute) against the reference loading the same files: `inference`
              at batch 1, 8, 32 on the same sentences, at the model card's threshold 0.4
+  families   `inference` at batch 8 on the sentences for other model families / span modes
+             (`--families`, default token_level and marker), each a gliner_small-shaped random
+             model of that family against the reference on the same weights
   train      eval/bench_train.py (training step throughput), when it exists
 
 A random model scores every span near 0.5, so the decoding threshold is the score quantile
@@ -68,9 +71,11 @@ SHIPPED_THRESHOLD = 0.4   # the model card's, chosen on CrossNER dev
 # model and workload
 
 
-def build_model(root: Path, data: Path) -> Path:
-    """The gliner_small-shaped random model, built once into root/model (reference layout)."""
-    saved = root / "model" / "saved"
+def build_model(root: Path, data: Path, span_mode: str = "markerV0") -> Path:
+    """The gliner_small-shaped random model, built once into root/model (reference layout);
+    another span mode (`token_level`: the token-level family) into root/model_<mode>."""
+    folder = root / ("model" if span_mode == "markerV0" else f"model_{span_mode}")
+    saved = folder / "saved"
     if (saved / "gliner_config.json").is_file():
         return saved
     sys.path.insert(0, str(REPO))
@@ -79,10 +84,11 @@ def build_model(root: Path, data: Path) -> Path:
 
     lines = []
     for name in TOKENIZER_CORPORA:
-        folder = data / "supervised" / name
-        ex = read_bio_file(folder / "train.txt", read_labels_json(folder / "labels.json"))
+        corpus = data / "supervised" / name
+        ex = read_bio_file(corpus / "train.txt", read_labels_json(corpus / "labels.json"))
         lines += [" ".join(e["tokenized_text"]) for e in ex]
-    build_reference_gliner(root / "model", tokenizer_corpus=lines, **SMALL)
+    build_reference_gliner(folder, tokenizer_corpus=lines, gliner_overrides={
+        "span_mode": span_mode}, **SMALL)
     return saved
 
 
@@ -247,12 +253,17 @@ def compare_entities(a: list[list[dict]], b: list[list[dict]], threshold: float)
 
 
 def pick_threshold(jm, texts: list[str], labels: list[str], words_per_candidate: int = 25):
-    """The score quantile leaving ~1 candidate span per `words_per_candidate` words."""
+    """The score quantile leaving ~1 candidate span (token level: one-word span) per
+    `words_per_candidate` words."""
     import numpy as np
 
     batch = jm.processor.encode_texts(texts, labels, pad=True)
-    probs = jm.span_probs(batch)
-    scores = probs[batch.span_mask[..., None] & batch.prompt_mask[:, None, None, :]]
+    probs = jm.probs(batch)
+    if jm.head_name == "token":   # [B, W, C, 3]: one-word spans score min(start, end, inside)
+        words = batch.span_mask[:, :, 0]
+        scores = probs.min(-1)[words[:, :, None] & batch.prompt_mask[:, None, :]]
+    else:
+        scores = probs[batch.span_mask[..., None] & batch.prompt_mask[:, None, None, :]]
     q = 1.0 - int(batch.text_lengths.sum()) / words_per_candidate / scores.size
     return float(np.quantile(scores, q))
 
@@ -414,6 +425,15 @@ def bench_bf16(model: Path, jm, texts, labels, batch_size, repeats, threshold) -
 # report
 
 
+def _md_row(name: str, r: dict, n: int, per: float, refs: list[str]) -> str:
+    a = min(r["agreement"], key=lambda x: x["same"])
+    return (f"| {name} | {r['batch']} | {n / r['best']['jax']:.1f} | "
+            f"{n * per / r['best']['jax']:.0f} | "
+            + " | ".join(f"{n / r['best'][k]:.1f}" for k in refs)
+            + f" | **{r['ratio_best']:.2f}x** | {r['ratio_median']:.2f}x | "
+            f"{a['same']}/{a['texts']} | {r['load']} |")
+
+
 def markdown(res: dict) -> str:
     """The tables of BENCHMARKS.md."""
     w = res["workload"]
@@ -426,14 +446,11 @@ def markdown(res: dict) -> str:
                             w["words_per_doc"]),
                            ("sentences, shipped MiniLM model", "shipped", w["words_per_text"])):
         for r in res.get(key, []):
-            n = r["texts"]
-            a = min(r["agreement"], key=lambda x: x["same"])
-            lines.append(
-                f"| {name} | {r['batch']} | {n / r['best']['jax']:.1f} | "
-                f"{n * per / r['best']['jax']:.0f} | "
-                + " | ".join(f"{n / r['best'][k]:.1f}" for k in refs)
-                + f" | **{r['ratio_best']:.2f}x** | {r['ratio_median']:.2f}x | "
-                f"{a['same']}/{a['texts']} | {r['load']} |")
+            lines.append(_md_row(name, r, r["texts"], per, refs))
+    for mode, rows in res.get("families", {}).items():
+        for r in rows:
+            lines.append(_md_row(f"sentences, {mode} model", r, r["texts"], w["words_per_text"],
+                                 refs))
     if "encoder" in res:
         e = res["encoder"]
         lines += ["", "| encoder at batch 32 | GFLOP/s | matmul peak GFLOP/s | fraction (best) | "
@@ -472,7 +489,10 @@ def main(argv=None) -> int:
                     help="torch thread counts: one reference process each; the reference's "
                          "time in a round is its fastest one")
     ap.add_argument("--sections", nargs="+",
-                    default=["inference", "long", "encoder", "first", "bf16", "shipped", "train"])
+                    default=["inference", "long", "encoder", "first", "bf16", "shipped",
+                             "families", "train"])
+    ap.add_argument("--families", nargs="+", default=["token_level", "marker"],
+                    help="span modes (token_level: the token-level model) for `families`")
     ap.add_argument("--quick", action="store_true", help="32 texts, 8 docs, 2 repeats")
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--reference-worker", metavar="MODEL", help=argparse.SUPPRESS)
@@ -565,6 +585,20 @@ def main(argv=None) -> int:
                     r.close()
         else:
             print(f"shipped: no model in {SHIPPED}; skipped", flush=True)
+    if "families" in args.sections:
+        res["families"] = {}
+        for mode in args.families:
+            fam_model = build_model(root, args.data, mode)
+            fam_jm = GLiNER.from_pretrained(fam_model)
+            fam_thr = pick_threshold(fam_jm, sentences[-32:], labels)
+            print(f"inference, {mode} model (threshold {fam_thr:.5f}):", flush=True)
+            fam_refs = {f"torch{t}": Reference(fam_model, t) for t in args.threads}
+            try:
+                res["families"][mode] = bench_inference(fam_jm, fam_refs, texts, labels, [8],
+                                                        args.repeats, fam_thr)
+            finally:
+                for r in fam_refs.values():
+                    r.close()
     if "train" in args.sections:
         if (REPO / "eval" / "bench_train.py").is_file():
             out = subprocess.run([sys.executable, "-m", "eval.bench_train"], cwd=REPO,

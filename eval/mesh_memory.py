@@ -30,7 +30,7 @@ def _abstract_model(layers: int, hidden: int, heads: int, mlp: int, head_d: int)
     from flax import nnx
 
     from gliner_jax.config import EncoderConfig, GlinerConfig
-    from gliner_jax.modeling.gliner import GlinerModel
+    from gliner_jax.modeling import build_model
 
     # microsoft/deberta-v3-large config.json; 128003 rows = tokenizer + [FLERT] <<ENT>> <<SEP>>
     rows = 128003
@@ -39,7 +39,7 @@ def _abstract_model(layers: int, hidden: int, heads: int, mlp: int, head_d: int)
                         intermediate_size=mlp)
     cfg = GlinerConfig(encoder=enc, hidden_size=head_d, class_token_index=rows - 2,
                        vocab_size=rows)
-    return nnx.eval_shape(lambda: GlinerModel(cfg, rngs=nnx.Rngs(0)))
+    return nnx.eval_shape(lambda: build_model(cfg, rngs=nnx.Rngs(0)))
 
 
 def _bytes(tree, shardings=None) -> int:

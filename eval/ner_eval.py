@@ -134,9 +134,10 @@ def predict_spans(model, words: Sequence[Sequence[str]], labels: Sequence[str], 
                                     TruncationWarning)
             batch = proc.encode([words[i] for i in rows], prompts, names, pad=False)
         batch = proc.pad(batch, policy)  # B is always batch_size: fewer compiled shapes
-        probs = model.span_probs(batch)
+        probs = model.probs(batch)
         spans = decoding.decode(probs, batch.text_lengths, batch.label_names,
-                                threshold=threshold, flat_ner=flat_ner, multi_label=multi_label)
+                                threshold=threshold, flat_ner=flat_ner, multi_label=multi_label,
+                                head=model.head_name)
         for i, s in zip(rows, spans, strict=True):
             out[i] = s
         if progress is not None:

@@ -171,10 +171,19 @@ class GlinerConfig:
     def has_projection(self) -> bool:
         return self.encoder.hidden_size != self.hidden_size
 
+    @property
+    def family(self):
+        """The model family row (gliner_jax.modeling.families.FAMILIES) this config builds."""
+        from gliner_jax.modeling.families import family_of  # the table lives with the models
+
+        return family_of(self)
+
     def validate(self) -> None:
         problems = []
-        if self.span_mode != "markerV0":
-            problems.append(f"span_mode {self.span_mode!r} (only 'markerV0')")
+        try:
+            self.family  # noqa: B018 -- resolves the family and the span mode, or names them
+        except ConfigError as e:
+            problems.append(str(e))
         if self.subtoken_pooling != "first":
             problems.append(f"subtoken_pooling {self.subtoken_pooling!r} (only 'first')")
         if self.num_rnn_layers != 1:
@@ -183,8 +192,7 @@ class GlinerConfig:
             problems.append("fuse_layers true")
         if self.words_splitter_type != "whitespace":
             problems.append(f"words_splitter_type {self.words_splitter_type!r} (only 'whitespace')")
-        for key in ("labels_encoder", "labels_decoder", "relations_layer", "post_fusion_schema",
-                    "span_encoder_config"):
+        for key in ("post_fusion_schema", "span_encoder_config", "represent_spans"):
             if self.raw.get(key):
                 problems.append(f"{key} = {self.raw[key]!r}")
         if self.hidden_size % 2:

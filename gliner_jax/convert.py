@@ -21,7 +21,7 @@ from flax import nnx
 from gliner_jax.config import ConfigError, EncoderConfig, GlinerConfig
 from gliner_jax.hub import HubError, download, looks_like_repo_id
 from gliner_jax.layers import Precision
-from gliner_jax.modeling import GlinerModel
+from gliner_jax.modeling import build_model
 from gliner_jax.weights import (
     WeightsError,
     export_state,
@@ -83,8 +83,8 @@ def read_gliner_config(model_dir: Path, *, local_files_only: bool = False) -> Gl
 
 
 def model_from_state(cfg: GlinerConfig, sd: dict[str, np.ndarray],
-                     prec: Precision = Precision(), what: str = "checkpoint") -> GlinerModel:
-    """Build a GlinerModel from a reference-named state dict (asserted key table)."""
+                     prec: Precision = Precision(), what: str = "checkpoint") -> nnx.Module:
+    """Build the config's model family from a reference-named state dict (asserted key table)."""
     sd = strip_prefixes(sd)
     if WORD_EMBEDDINGS not in sd:
         raise WeightsError(f"{what} has no {WORD_EMBEDDINGS}")
@@ -97,7 +97,7 @@ def model_from_state(cfg: GlinerConfig, sd: dict[str, np.ndarray],
                            f"{rows} embedding rows")
     enc = dataclasses.replace(cfg.encoder, vocab_size=rows)
     cfg = dataclasses.replace(cfg, encoder=enc, vocab_size=rows)
-    abstract = nnx.eval_shape(lambda: GlinerModel(cfg, prec, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: build_model(cfg, prec, rngs=nnx.Rngs(0)))
     model = load_into(abstract, sd, what=what)
     model.eval()
     return model
@@ -105,7 +105,7 @@ def model_from_state(cfg: GlinerConfig, sd: dict[str, np.ndarray],
 
 def load_gliner(model_dir: str | Path, prec: Precision = Precision(), *,
                 local_files_only: bool = False, **hub_options):
-    """(GlinerModel in eval mode, tokenizer) from a GLiNER directory or hub id (`hub_options`:
+    """(model in eval mode, tokenizer) from a GLiNER directory or hub id (`hub_options`:
     revision, cache_dir, token, force_download)."""
     from gliner_jax.processing import load_tokenizer
 
@@ -132,7 +132,7 @@ def load_gliner(model_dir: str | Path, prec: Precision = Precision(), *,
     return model, tokenizer
 
 
-def save_gliner(model: GlinerModel, tokenizer, out_dir: str | Path, dtype=None) -> Path:
+def save_gliner(model: nnx.Module, tokenizer, out_dir: str | Path, dtype=None) -> Path:
     """Write the reference layout: model.safetensors, a complete gliner_config.json (with
     encoder_config, class_token_index, vocab_size) and the tokenizer files."""
     out = Path(out_dir)

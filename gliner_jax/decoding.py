@@ -79,8 +79,9 @@ def candidates(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
 def decode(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
            label_names: Sequence[Sequence[str]], *, threshold: float | Sequence[float] = 0.5,
            flat_ner: bool | Sequence[bool] = True,
-           multi_label: bool | Sequence[bool] = False) -> list[list[Span]]:
-    """Entities per row from `probs` [B, W, K, C] (rows, words and classes may be padded).
+           multi_label: bool | Sequence[bool] = False, head: str = "span") -> list[list[Span]]:
+    """Entities per row from `probs` [B, W, K, C] (token head: [B, W, C, 3]; rows, words and
+    classes may be padded).
 
     Rows past `len(label_names)` are padding and ignored; channel c of row b is valid for
     c < len(label_names[b]). threshold / flat_ner / multi_label may be given per row.
@@ -88,23 +89,87 @@ def decode(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
     n_rows = len(label_names)
     flat = _per_row(flat_ner, n_rows, "flat_ner")
     multi = _per_row(multi_label, n_rows, "multi_label")
-    rows = candidates(probs, text_lengths, label_names, threshold=threshold)
+    rows = HEADS[head].candidates(probs, text_lengths, label_names, threshold=threshold)
     return [greedy_search(c, flat_ner=bool(f), multi_label=bool(m), presorted=True)
             for c, f, m in zip(rows, flat, multi, strict=True)]
 
 
-def merge_candidates(spans: Sequence[Span], label_order: Sequence[str]) -> list[Span]:
+def merge_candidates(spans: Sequence[Span], label_order: Sequence[str],
+                     head: str = "span") -> list[Span]:
     """Candidates of one text gathered from several (overlapping) windows, in text coordinates:
     a span seen more than once (same start, end, label) is kept once with its highest score;
-    the result is in greedy order (decreasing score, ties by start, width, class channel), which
-    for the candidates of a single window is exactly `candidates`' order."""
+    the result is in greedy order (decreasing score, ties in the head's candidate order: span
+    (start, width, class channel), token (start, class channel, end)), which for the candidates
+    of a single window is exactly the head's `candidates` order."""
     best: dict[tuple[int, int, str], Span] = {}
     for sp in spans:
         key = (sp.start, sp.end, sp.label)
         if key not in best or sp.score > best[key].score:
             best[key] = sp
     channel = {name: i for i, name in enumerate(label_order)}
-    return sorted(best.values(), key=lambda x: (-x.score, x.start, x.end, channel[x.label]))
+    tie = HEADS[head].tie
+    return sorted(best.values(), key=lambda x: (-x.score, *tie(x, channel[x.label])))
+
+
+def token_candidates(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
+                     label_names: Sequence[Sequence[str]], *,
+                     threshold: float | Sequence[float] = 0.5) -> list[list[Span]]:
+    """Token-level (start, end, inside) probabilities [B, W, C, 3] -> per row, the reference's
+    `TokenDecoder` spans in greedy order (stable by decreasing score, ties by (start, class, end),
+    the order the reference builds them in).
+
+    A span (s, e) of class c is a candidate when start[s, c] > threshold and end[e, c] >
+    threshold (compared in float32, as torch compares a float32 tensor with a python float),
+    e >= s, and no inside[w, c] for w in s..e is < threshold (compared as python floats, as the
+    reference does); its score is the least of those probabilities.
+    """
+    n_rows = len(label_names)
+    probs = np.asarray(probs)
+    if probs.ndim != 4 or probs.shape[0] < n_rows or probs.shape[-1] != 3:
+        raise ValueError(f"token probs must be [B>={n_rows}, W, C, 3], got {probs.shape}")
+    probs = probs[:n_rows].astype(np.float32, copy=False)
+    lengths = np.asarray(text_lengths, np.int64).reshape(-1)[:n_rows]
+    thresholds = _per_row(threshold, n_rows, "threshold")
+    out = []
+    for b in range(n_rows):
+        names, thr = label_names[b], float(thresholds[b])
+        n = min(int(lengths[b]), probs.shape[1])
+        start, end, inside = (probs[b, :n, :len(names), i] for i in range(3))
+        thr32 = np.float32(thr)
+        row = []
+        for c in range(len(names)):
+            ends = np.flatnonzero(end[:, c] > thr32).tolist()
+            ins = inside[:, c].tolist()
+            for st in np.flatnonzero(start[:, c] > thr32).tolist():
+                low = float(start[st, c])
+                w = st
+                for ed in ends:
+                    if ed < st:
+                        continue
+                    while w <= ed and ins[w] >= thr:
+                        low = min(low, ins[w])
+                        w += 1
+                    if w <= ed:
+                        break  # an inside score below threshold: no longer span either
+                    row.append((c, Span(st, ed, names[c], min(low, float(end[ed, c])))))
+        row.sort(key=lambda x: (-x[1].score, x[1].start, x[0], x[1].end))
+        out.append([sp for _, sp in row])
+    return out
+
+
+class Head(NamedTuple):
+    """How a model family's probabilities become candidates (modeling.families Family.head)."""
+
+    candidates: Any      # (probs, text_lengths, label_names, threshold=) -> [[Span]] per row
+    tie: Any             # (span, class channel) -> tie-break key among equal scores
+    probs_shape: Any     # (B, W, K, C) -> the probabilities' shape
+
+
+HEADS = {
+    "span": Head(candidates, lambda sp, c: (sp.start, sp.end, c), lambda b, w, k, c: (b, w, k, c)),
+    "token": Head(token_candidates, lambda sp, c: (sp.start, c, sp.end),
+                  lambda b, w, k, c: (b, w, c, 3)),
+}
 
 
 def greedy_search(spans: Sequence[Span], *, flat_ner: bool = True, multi_label: bool = False,

@@ -22,7 +22,7 @@ from flax import nnx
 from gliner_jax import decoding
 from gliner_jax.convert import load_gliner, save_gliner
 from gliner_jax.layers import Precision
-from gliner_jax.modeling import GlinerModel
+from gliner_jax.modeling.families import batch_coupled
 from gliner_jax.processing import BucketPolicy, Processor, normalize_labels, split_words
 
 Labels = str | Sequence[str] | Mapping[str, str]
@@ -105,9 +105,10 @@ class _Row:
 
 
 class GLiNER:
-    """A GLiNER span model with its tokenizer. Build it with `GLiNER.from_pretrained`."""
+    """A GLiNER model (any family of `modeling.families`) with its tokenizer. Build it with
+    `GLiNER.from_pretrained`."""
 
-    def __init__(self, model: GlinerModel, tokenizer, *, buckets: BucketPolicy | None = None):
+    def __init__(self, model: nnx.Module, tokenizer, *, buckets: BucketPolicy | None = None):
         self.model = model
         self.config = model.config
         self.tokenizer = tokenizer
@@ -116,6 +117,10 @@ class GLiNER:
         self._graphdef, self._state = nnx.split(model)
         self._static = _ById(self._graphdef)
         self._tables = (None, None)  # (state they were computed from, tables)
+        self.head = decoding.HEADS[self.config.family.head]
+        self.head_name = self.config.family.head
+        # batch-coupled span modes (markerV1/V2): the reference's batches, in input order, whole
+        self._coupled = batch_coupled(self.config)
 
     # -- files ------------------------------------------------------------------------------
 
@@ -217,8 +222,8 @@ class GLiNER:
         cands: dict[int, list[decoding.Span]] = {}
         for batch_rows, probs, lengths in self._predict_rows(rows, batch_size):
             names = [r.labels[1] for r in batch_rows]
-            per_row = decoding.candidates(probs, lengths, names,
-                                          threshold=[thresholds[r.text] for r in batch_rows])
+            per_row = self.head.candidates(probs, lengths, names,
+                                           threshold=[thresholds[r.text] for r in batch_rows])
             done = 0
             for r, spans in zip(batch_rows, per_row, strict=True):
                 cands.setdefault(r.text, []).extend(
@@ -230,7 +235,8 @@ class GLiNER:
                 progress(done)
         out = []
         for i in range(len(splits)):
-            merged = decoding.merge_candidates(cands.get(i, []), label_sets[i][1])
+            merged = decoding.merge_candidates(cands.get(i, []), label_sets[i][1],
+                                               self.head_name)
             out.append(decoding.greedy_search(merged, flat_ner=flat[i], multi_label=multi[i],
                                               presorted=True))
         return out
@@ -297,43 +303,49 @@ class GLiNER:
         return counts, limit - prompt
 
     def _predict_rows(self, rows: list[_Row], batch_size: int):
-        """Yields (rows, probs [b,L,K,C] numpy, text_lengths) per batch; rows sorted by length
-        so padding stays small."""
+        """Yields (rows, probs numpy, text_lengths) per batch; rows sorted by length so padding
+        stays small (kept in input order for batch-coupled span modes, as the reference)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        order = sorted(range(len(rows)), key=lambda j: len(rows[j].words))
+        order = list(range(len(rows)))
+        if not self._coupled:
+            order.sort(key=lambda j: len(rows[j].words))
         for lo in range(0, len(order), batch_size):
             chunk = [rows[j] for j in order[lo:lo + batch_size]]
             batch = self.processor.encode([r.words for r in chunk],
                                           [r.labels[0] for r in chunk],
                                           [r.labels[1] for r in chunk], pad=True)
-            probs = self.span_probs(batch)
+            probs = self.probs(batch)
             yield chunk, probs[: len(chunk)], batch.text_lengths[: len(chunk)]
 
-    chunk_tokens = 1536  # see span_probs
+    chunk_tokens = 1536  # see probs
 
-    def span_probs(self, batch) -> np.ndarray:
-        """sigmoid(logits) [B, W, K, C] (float32 numpy) for a processed Batch.
+    def probs(self, batch) -> np.ndarray:
+        """sigmoid(logits) (float32 numpy) for a processed Batch: [B, W, K, C] for span models,
+        [B, W, C, 3] (start, end, inside) for token-level ones (`decoding.HEADS`).
 
         A large batch runs in chunks of at most `chunk_tokens` padded tokens (8 or 16 sentences
         of ~100 tokens, 2 documents of 600; a power of two of rows), each cut down to its own
         length buckets: rows come sorted by length, so chunks pad less than the whole batch, and
         their activations (12 KB a token in the FFN) stay in the CPU's cache. Measured on this
         project's 2-core machine: 32 sentences ~1.5x faster, 8 documents ~1.35x (BENCHMARKS.md).
-        Rows are independent: the numbers are the same up to float32 rounding.
+        Rows are independent: the numbers are the same up to float32 rounding. (Batch-coupled
+        span modes run whole: there a row's scores depend on its batch.)
         """
         if self._tables[0] is not self._state:
             self._tables = (self._state, _encoder_tables(self._static, self._state))
         rows = self.chunk_rows(batch.input_ids.shape[1])
-        if batch.num_rows <= rows:
+        if batch.num_rows <= rows or self._coupled:
             return self._forward(batch)
-        out = np.zeros(batch.span_mask.shape + batch.prompt_mask.shape[1:], np.float32)
+        out = np.zeros(self.head.probs_shape(*batch.span_mask.shape,
+                                             batch.prompt_mask.shape[1]), np.float32)
         for lo in range(0, batch.num_rows, rows):
             hi = min(lo + rows, batch.num_rows)
-            probs = self._forward(self._rows_of(batch, lo, hi))
-            w, c = probs.shape[1], probs.shape[3]
-            out[lo:hi, :w, :, :c] = probs[: hi - lo]
+            probs = self._forward(self._rows_of(batch, lo, hi))[: hi - lo]
+            out[(slice(lo, hi), *(slice(0, n) for n in probs.shape[1:]))] = probs
         return out
+
+    span_probs = probs  # the name before token-level models
 
     def chunk_rows(self, tokens: int) -> int:
         """Rows per chunk for a batch padded to `tokens`: the largest power of two (few batch

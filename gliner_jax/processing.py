@@ -5,7 +5,8 @@ the prompt `<<ENT>> label ... <<SEP>>` in front of the words, tokenize the word 
 `is_split_into_words=True`, and mark each text word's first sub-token in `words_mask`.
 `Processor.encode` gives the reference collator's shapes exactly; `pad_batch` / `BucketPolicy`
 then pad B, T, W and C up to a few bucket sizes so that jitted code compiles a bounded number of
-times. Training targets (`make_span_labels`) follow the 0.2.29 `create_labels` rules.
+times. Training targets (`gliner_jax.targets`, per model head) follow the 0.2.29
+`create_labels` rules.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gliner_jax.targets import TARGETS, make_span_labels
 
 # gliner/data_processing/tokenizer.py::WhitespaceTokenSplitter (Unicode-aware `\w`)
 WORD_PATTERN = re.compile(r"\w+(?:[-_]\w+)*|\S")
@@ -167,27 +170,6 @@ def make_span_mask(n_words: int, max_width: int, num_words: int) -> np.ndarray:
     return (s + k) < n_words
 
 
-def make_span_labels(ner: Sequence[Sequence[Any]], n_words: int, max_width: int,
-                     class_ids: Mapping[str, int], num_words: int,
-                     num_classes: int) -> np.ndarray:
-    """[W, K, C] float32 targets from gold spans [[start, end_inclusive, label], ...].
-
-    0.2.29 `UniEncoderSpanProcessor.create_labels`: several labels on one span are all positive;
-    labels not in `class_ids` (1-based ids), spans wider than K and spans ending at or past
-    `n_words` are silently not learned.
-    """
-    out = np.zeros((num_words, max_width, num_classes), np.float32)
-    for start, end, label in ner:
-        start, end = int(start), int(end)
-        width = end - start
-        if label not in class_ids or not (0 <= start and 0 <= width < max_width):
-            continue
-        if end > n_words - 1:
-            continue
-        out[start, width, class_ids[label] - 1] = 1.0
-    return out
-
-
 # ------------------------------------------------------------------------------------------------
 # batches
 
@@ -202,7 +184,7 @@ class Batch:
     text_lengths: np.ndarray     # [B] int32: words after max_len truncation (0 in padded rows)
     span_mask: np.ndarray        # [B, W, K] bool: s + k < text_length
     prompt_mask: np.ndarray      # [B, C] bool: row has a c-th class token (reference P_mask)
-    labels: np.ndarray | None    # [B, W, K, C] float32 training targets, or None
+    labels: np.ndarray | None    # [B, W, K|3, C] float32 training targets (targets.py), or None
     words: list[list[str]]       # per row: the words the tokenizer saw (truncated; ["[PAD]"])
     prompts: list[list[str]]     # per row: prompt text of class channel c
     label_names: list[list[str]]  # per row: output name of class channel c
@@ -325,7 +307,7 @@ class Processor:
 
     def __init__(self, tokenizer, class_token_index: int, *, max_width: int = 12,
                  max_len: int = 384, ent_token: str = "<<ENT>>", sep_token: str = "<<SEP>>",
-                 buckets: BucketPolicy | None = None):
+                 buckets: BucketPolicy | None = None, head: str = "span"):
         self.tokenizer = tokenizer
         self.class_token_index = int(class_token_index)
         self.max_width = int(max_width)
@@ -333,6 +315,7 @@ class Processor:
         self.ent_token = ent_token
         self.sep_token = sep_token
         self.buckets = buckets
+        self.head = head  # the model family's head: which training targets encode builds
         self.pad_token_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                                 else 0)
         mml = getattr(tokenizer, "model_max_length", None)
@@ -343,7 +326,8 @@ class Processor:
                     buckets: BucketPolicy | None = None) -> Processor:
         cfg = gliner_config
         return cls(tokenizer, class_token_index, max_width=cfg.max_width, max_len=cfg.max_len,
-                   ent_token=cfg.ent_token, sep_token=cfg.sep_token, buckets=buckets)
+                   ent_token=cfg.ent_token, sep_token=cfg.sep_token, buckets=buckets,
+                   head=cfg.family.head)
 
     def default_buckets(self) -> BucketPolicy:
         return BucketPolicy(max_tokens=self.model_max_length)
@@ -426,9 +410,9 @@ class Processor:
         labels = None
         if ner is not None:
             labels = np.stack([
-                make_span_labels(ner[i] or [], int(text_lengths[i]), self.max_width,
-                                 {p: j + 1 for j, p in enumerate(rows_prompts[i])},
-                                 num_words, num_classes)
+                TARGETS[self.head](ner[i] or [], int(text_lengths[i]), self.max_width,
+                                   {p: j + 1 for j, p in enumerate(rows_prompts[i])},
+                                   num_words, num_classes)
                 for i in range(n_rows)])
         batch = Batch(input_ids=input_ids, attention_mask=attention_mask, words_mask=words_mask,
                       text_lengths=text_lengths, span_mask=span_mask, prompt_mask=prompt_mask,

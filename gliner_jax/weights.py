@@ -28,8 +28,10 @@ LEAF_TABLE: tuple[tuple[str, str, Callable[[np.ndarray], np.ndarray]], ...] = (
     ("embedding", "weight", lambda a: a),     # nn.Embedding.weight
     ("bias", "bias", lambda a: a),
 )
-# NNX attribute names that differ from torch module names (torch Sequential indices).
-MODULE_RENAMES = {"in_proj": "0", "out_proj": "3"}
+# NNX attribute names that differ from torch module names (torch Sequential indices):
+# Linear-ReLU-Dropout-Linear MLPs (`in_proj`, `out_proj`), Sequential(Linear, ReLU) (`linear_0`),
+# Sequential(ReLU, Linear) (`linear_1`).
+MODULE_RENAMES = {"in_proj": "0", "out_proj": "3", "linear_0": "0", "linear_1": "1"}
 # Checkpoint entries that are buffers, not weights: accepted and ignored, by name.
 KNOWN_BUFFERS = ("embeddings.position_ids",)
 # Wrapper prefixes stripped from checkpoint keys (GLiNER wrapper, torch.compile).

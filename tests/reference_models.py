@@ -158,11 +158,14 @@ def build_reference_gliner(
     encoder_overrides: dict | None = None,
     weight_scale: float | None = None,
     tokenizer_corpus: Sequence[str] | None = None,
+    gliner_overrides: dict | None = None,
 ):
     """Build a random reference GLiNER (eval mode) and save it to `out_dir / "saved"`.
 
     `weight_scale` multiplies every weight by (1 + weight_scale * N(0, 1)) noise and adds
     weight_scale * N(0, 0.02) so that logits spread out instead of all sitting near 0.
+    `gliner_overrides`: gliner_config entries to set (e.g. {"span_mode": "token_level"}); the
+    reference picks the model family from them as `GLiNER.from_pretrained` does.
     `tokenizer_corpus` (DeBERTa only): lines to train the SentencePiece vocab on instead of the
     toy corpus (see `build_deberta_tokenizer`).
     Returns (model, saved_dir). `out_dir / "encoder"` holds the encoder config + base tokenizer.
@@ -201,6 +204,7 @@ def build_reference_gliner(
         "ent_token": "<<ENT>>",
         "sep_token": "<<SEP>>",
     }
+    gliner_cfg.update(gliner_overrides or {})
     model = GLiNER.from_config(gliner_cfg, backbone_from_pretrained=False, load_tokenizer=True,
                                local_files_only=True)
     if weight_scale:
@@ -217,6 +221,7 @@ def build_reference_gliner(
         "backbone": backbone, "hidden_size": hidden_size, "enc_hidden": enc_hidden,
         "max_width": max_width, "max_len": max_len, "num_layers": num_layers, "heads": heads,
         "seed": seed, "encoder_overrides": encoder_overrides, "weight_scale": weight_scale,
+        "gliner_overrides": gliner_overrides,
         "tokenizer_corpus_lines": None if tokenizer_corpus is None else len(tokenizer_corpus),
     }, indent=2))
     return model, saved

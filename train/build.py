@@ -22,7 +22,7 @@ from gliner_jax import weights
 from gliner_jax.config import EncoderConfig, GlinerConfig
 from gliner_jax.convert import load_gliner, model_from_state
 from gliner_jax.layers import Precision
-from gliner_jax.modeling import GlinerModel
+from gliner_jax.modeling import build_model as build_gliner
 from gliner_jax.processing import load_tokenizer
 from gliner_jax.weights import WeightsError, export_state, read_checkpoint, strip_prefixes
 from train.config import DataConfig, ModelConfig
@@ -58,7 +58,7 @@ def _head_config(mcfg: ModelConfig, data: DataConfig, enc: EncoderConfig, rows: 
                  name: str) -> GlinerConfig:
     base = GlinerConfig()
     pick = {f: getattr(mcfg, f) if getattr(mcfg, f) is not None else getattr(base, f)
-            for f in ("hidden_size", "max_width", "dropout", "max_len")}
+            for f in ("hidden_size", "max_width", "dropout", "max_len", "span_mode")}
     return GlinerConfig(encoder=dataclasses.replace(enc, vocab_size=rows), model_name=name,
                         vocab_size=rows, class_token_index=rows - 2, max_types=data.max_types,
                         max_neg_type_ratio=data.max_neg_type_ratio, **pick)
@@ -84,12 +84,12 @@ def encoder_state(path: Path, rows: int, seed: int) -> tuple[dict, list[str]]:
 
 
 def build_model(mcfg: ModelConfig, data: DataConfig, seed: int):
-    """(GlinerModel with the run's dropout, tokenizer, notes for the log)."""
+    """(GLiNER model with the run's dropout, tokenizer, notes for the log)."""
     prec = precision(mcfg)
     if mcfg.init == "gliner":
         model, tokenizer = load_gliner(mcfg.path, prec, local_files_only=True)
         over = {f: getattr(mcfg, f) for f in ("dropout", "max_len") if getattr(mcfg, f) is not None}
-        for f in ("hidden_size", "max_width"):
+        for f in ("hidden_size", "max_width", "span_mode"):
             if getattr(mcfg, f) not in (None, getattr(model.config, f)):
                 raise ValueError(f"model.{f}={getattr(mcfg, f)} differs from the checkpoint's "
                                  f"{getattr(model.config, f)}")
@@ -104,7 +104,7 @@ def build_model(mcfg: ModelConfig, data: DataConfig, seed: int):
     rows = len(tokenizer)
     assert cls_index == rows - 2
     cfg = _head_config(mcfg, data, enc, rows, str(path))
-    model = GlinerModel(cfg, prec, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+    model = build_gliner(cfg, prec, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
     if mcfg.init == "random":
         return model, tokenizer, [f"random {enc.model_type} encoder, tokenizer from {path}"]
 

@@ -28,6 +28,9 @@ class ModelConfig:
     max_width: int | None = None
     dropout: float | None = None
     max_len: int | None = None
+    # a fresh head's span mode (gliner_jax.modeling.families: "markerV0", "marker", ...,
+    # "token_level" for the token-level model); fine-tuning keeps the checkpoint's
+    span_mode: str | None = None
     compute_dtype: str = "float32"  # "bfloat16": bf16 compute, params stay in param_dtype
     param_dtype: str = "float32"
 

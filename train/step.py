@@ -1,4 +1,4 @@
-"""The span loss, the optimizer, and the one jitted train step.
+"""The loss of each model head, the optimizer, and the one jitted train step.
 
 State is a plain pytree `{"params": pure dict, "opt": optax state, "step": int32}`; the model's
 structure (graphdef) and its RNG-stream variables (`rest`) stay outside it. Dropout keys are
@@ -26,12 +26,8 @@ BATCH_RANKS = {"input_ids": 3, "attention_mask": 3, "words_mask": 3, "text_lengt
 # loss
 
 
-def span_loss(logits, labels, prompt_mask, span_mask, cfg: LossConfig, key=None):
-    """gliner 0.2.29 `UniEncoderSpanModel.loss` + `focal_loss_with_logits` (GLINER_SPEC 5.3).
-
-    logits / labels [B,W,K,C], prompt_mask [B,C], span_mask [B,W,K]. `key` draws the negative
-    masking (only when cfg.masking != "none").
-    """
+def focal_terms(logits, labels, cfg: LossConfig):
+    """gliner 0.2.29 `focal_loss_with_logits`, elementwise (GLINER_SPEC 5.3)."""
     dt = logits.dtype
     y = labels.astype(dt)
     ys = y * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
@@ -43,6 +39,18 @@ def span_loss(logits, labels, prompt_mask, span_mask, cfg: LossConfig, key=None)
         loss = loss * (1 - (p * ys + (1 - pm) * (1 - ys))) ** cfg.gamma
     if cfg.alpha >= 0:
         loss = loss * (cfg.alpha * ys + (1 - cfg.alpha) * (1 - ys))
+    return loss
+
+
+def span_loss(logits, labels, prompt_mask, span_mask, cfg: LossConfig, key=None):
+    """gliner 0.2.29 `UniEncoderSpanModel.loss` (GLINER_SPEC 5.3).
+
+    logits / labels [B,W,K,C], prompt_mask [B,C], span_mask [B,W,K]. `key` draws the negative
+    masking (only when cfg.masking != "none").
+    """
+    dt = logits.dtype
+    y = labels.astype(dt)
+    loss = focal_terms(logits, y, cfg)
     if cfg.masking != "none":
         b, w, k, c = y.shape
         flat = y.reshape(b, w * k, c)
@@ -61,6 +69,28 @@ def span_loss(logits, labels, prompt_mask, span_mask, cfg: LossConfig, key=None)
         n = jnp.sum(span_mask.astype(dt))
         return jnp.where(n > 0, total / jnp.maximum(n, 1), 0.0)
     return total
+
+
+def token_loss(logits, labels, prompt_mask, span_mask, cfg: LossConfig, key=None):
+    """gliner 0.2.29 `UniEncoderTokenModel.loss`.
+
+    logits [B,W,C,3], labels [B,W,3,C] (targets.py keeps the class axis last), prompt_mask
+    [B,C], span_mask [B,W,K] (its width-1 column is the word mask). The reference passes no
+    masking to its `_loss` here (negative masking and span-width weights do not apply), and its
+    "mean" divides by the valid (word, type) pairs.
+    """
+    dt = logits.dtype
+    loss = focal_terms(logits, jnp.swapaxes(labels, 2, 3), cfg)          # [B,W,C,3]
+    mask = span_mask[:, :, 0, None].astype(dt) * prompt_mask[:, None, :].astype(dt)  # [B,W,C]
+    total = jnp.sum(loss * mask[..., None])
+    if cfg.reduction == "mean":
+        n = jnp.sum(mask)
+        return jnp.where(n > 0, total / jnp.maximum(n, 1), 0.0)
+    return total
+
+
+# the loss of each model head (gliner_jax.modeling.families Family.head)
+LOSSES = {"span": span_loss, "token": token_loss}
 
 
 def reseed(model: nnx.Module, key) -> None:
@@ -82,8 +112,9 @@ def batch_loss(params, graphdef, rest, batch, loss_cfg: LossConfig, key=None):
                                 num_words=w, num_classes=c)
     dt = jnp.promote_types(logits.dtype, jnp.float32)  # bf16 compute: the loss in float32
     mask_key = None if key is None else jax.random.fold_in(key, 1)
-    return span_loss(logits.astype(dt), batch["labels"], prompt_mask, batch["span_mask"],
-                     loss_cfg, mask_key)
+    loss_fn = LOSSES[model.config.family.head]
+    return loss_fn(logits.astype(dt), batch["labels"], prompt_mask, batch["span_mask"],
+                   loss_cfg, mask_key)
 
 
 # ---------------------------------------------------------------------------------------------

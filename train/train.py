@@ -127,7 +127,8 @@ class Evaluator:
             arrays = {k: v[0] for k, v in device_batch(arrays, sh).items()}
             probs = host(self.fn(params, self.rest, arrays))
             spans = decoding.decode(probs, batch.text_lengths, batch.label_names[: len(chunk)],
-                                    threshold=self.cfg.data.eval_threshold)
+                                    threshold=self.cfg.data.eval_threshold,
+                                    head=self.processor.head)
             pred += [[(s.start, s.end, s.label) for s in row] for row in spans]
             gold += [[tuple(s) for s in ex["ner"]] for ex in chunk]
         m = metrics.ner_scores(gold, pred).micro

@@ -1,5 +1,11 @@
-"""The GLiNER span model: encoder -> words and prompts -> BiLSTM -> markerV0 span scores."""
+"""The GLiNER models: encoder -> words and prompts -> BiLSTM -> the family's head.
 
-from gliner_jax.modeling.gliner import GlinerModel
+`build_model(cfg)` picks the family (and span mode) from the config through the tables of
+`families.py`.
+"""
 
-__all__ = ["GlinerModel"]
+from gliner_jax.modeling.families import FAMILIES, SPAN_MODES, build_model, family_of
+from gliner_jax.modeling.gliner import GlinerModel, SpanModel, TokenModel
+
+__all__ = ["FAMILIES", "SPAN_MODES", "GlinerModel", "SpanModel", "TokenModel", "build_model",
+           "family_of"]

@@ -1,8 +1,10 @@
-"""The uni-encoder span GLiNER (markerV0), module names as the reference's state dict:
+"""The uni-encoder GLiNER families, module names as the reference's state dict:
 
     token_rep_layer.bert_layer.model.*   encoder          token_rep_layer.projection  (He != D)
-    rnn.lstm.*                           BiLSTM           span_rep_layer.span_rep_layer.*
-    prompt_rep_layer.{0,3}.*             type MLP
+    rnn.lstm.*                           BiLSTM
+    span:  span_rep_layer.span_rep_layer.* (the span mode)   prompt_rep_layer.{0,3}.* (type MLP)
+    token: scorer.{proj_token, proj_label, out_mlp.{0,3}}
+Which family a config builds is decided in `families.py` (one table).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from gliner_jax.config import GlinerConfig
 from gliner_jax.encoders import build_encoder
 from gliner_jax.layers import Precision, torch_dense
 from gliner_jax.modeling.lstm import BiLSTM
-from gliner_jax.modeling.span_rep import MLP, SpanMarkerV0
+from gliner_jax.modeling.span_rep import MLP
+from gliner_jax.modeling.token_scorer import Scorer
 
 
 class BertLayer(nnx.Module):
@@ -45,12 +48,6 @@ class Rnn(nnx.Module):
         self.lstm = BiLSTM(d, d // 2, prec, rngs=rngs)
 
 
-class SpanRepLayer(nnx.Module):
-    def __init__(self, cfg: GlinerConfig, prec: Precision, *, rngs: nnx.Rngs):
-        self.span_rep_layer = SpanMarkerV0(cfg.hidden_size, cfg.max_width, cfg.dropout, prec,
-                                           rngs=rngs)
-
-
 def gather_prompts(h, input_ids, attention_mask, class_token_index: int, num_classes: int,
                    embed_ent_token: bool = True):
     """Hidden state at each <<ENT>> token, in order: [B,C,D] and its mask [B,C]."""
@@ -72,23 +69,56 @@ def gather_words(h, words_mask, num_words: int):
     return out[:, :num_words]
 
 
-class GlinerModel(nnx.Module):
-    def __init__(self, cfg: GlinerConfig, prec: Precision = Precision(), *, rngs: nnx.Rngs):
+class UniEncoder(nnx.Module):
+    """What every uni-encoder family shares: the encoder (+ projection), the <<ENT>> prompt
+    vectors, the first-sub-token word vectors and the BiLSTM."""
+
+    def __init__(self, cfg: GlinerConfig, prec: Precision, *, rngs: nnx.Rngs):
         cfg.validate()
         if cfg.class_token_index < 0:
-            raise ValueError("GlinerModel needs a resolved class_token_index (id of <<ENT>>)")
+            raise ValueError("a GLiNER model needs a resolved class_token_index (id of <<ENT>>)")
         self.config = cfg
-        d = cfg.hidden_size
         self.token_rep_layer = TokenRepLayer(cfg, prec, rngs=rngs)
-        self.rnn = Rnn(d, prec, rngs=rngs)
-        self.span_rep_layer = SpanRepLayer(cfg, prec, rngs=rngs)
-        self.prompt_rep_layer = MLP(d, d, cfg.dropout, prec, rngs=rngs)
+        self.rnn = Rnn(cfg.hidden_size, prec, rngs=rngs)
 
     def encoder_tables(self):
         """Input-independent encoder tensors that inference computes once and passes to every
         call (DeBERTa: the relative-position rows through each layer's projections), or None."""
         enc = self.token_rep_layer.bert_layer.model
         return enc.encoder.relative_tables() if hasattr(enc.encoder, "relative_tables") else None
+
+    def words_and_prompts(self, input_ids, attention_mask, words_mask, text_lengths, *,
+                          num_words: int, num_classes: int, encoder_tables=None):
+        """(words [B,W,D] after the BiLSTM, raw prompt vectors [B,C,D], prompt mask [B,C])."""
+        cfg = self.config
+        h = self.token_rep_layer(input_ids, attention_mask, encoder_tables)
+        prompts, prompt_mask = gather_prompts(h, input_ids, attention_mask,
+                                              cfg.class_token_index, num_classes,
+                                              cfg.embed_ent_token)
+        words = gather_words(h, words_mask, num_words)
+        words = self.rnn.lstm(words, text_lengths)
+        return words, prompts, prompt_mask
+
+
+class SpanRepLayer(nnx.Module):
+    """torch `span_rep_layer.span_rep_layer`: the span mode's module (families.SPAN_MODES)."""
+
+    def __init__(self, mode_cls, cfg: GlinerConfig, prec: Precision, *, rngs: nnx.Rngs):
+        self.span_rep_layer = mode_cls(cfg.hidden_size, cfg.max_width, cfg.dropout, prec,
+                                       rngs=rngs)
+
+
+class SpanModel(UniEncoder):
+    """UniEncoderSpanModel: span x type logits [B, W, K, C] through the config's span mode."""
+
+    def __init__(self, cfg: GlinerConfig, prec: Precision = Precision(), *, rngs: nnx.Rngs):
+        from gliner_jax.modeling.families import span_mode
+
+        super().__init__(cfg, prec, rngs=rngs)
+        self.span_rep_layer = SpanRepLayer(span_mode(cfg.span_mode).module, cfg, prec,
+                                           rngs=rngs)
+        self.prompt_rep_layer = MLP(cfg.hidden_size, cfg.hidden_size, cfg.dropout, prec,
+                                    rngs=rngs)
 
     def __call__(self, input_ids, attention_mask, words_mask, text_lengths, *, num_words: int,
                  num_classes: int, encoder_tables=None):
@@ -98,16 +128,31 @@ class GlinerModel(nnx.Module):
         `span_mask` gives the valid spans. encoder_tables: `self.encoder_tables()` of these
         weights (inference), or None to compute them in the call (training).
         """
-        cfg = self.config
-        h = self.token_rep_layer(input_ids, attention_mask, encoder_tables)
-        prompts, prompt_mask = gather_prompts(h, input_ids, attention_mask,
-                                              cfg.class_token_index, num_classes,
-                                              cfg.embed_ent_token)
-        words = gather_words(h, words_mask, num_words)
-        words = self.rnn.lstm(words, text_lengths)
+        words, prompts, prompt_mask = self.words_and_prompts(
+            input_ids, attention_mask, words_mask, text_lengths, num_words=num_words,
+            num_classes=num_classes, encoder_tables=encoder_tables)
         prompts = self.prompt_rep_layer(prompts)
-        logits = self.span_rep_layer.span_rep_layer(words, prompts)
+        logits = self.span_rep_layer.span_rep_layer(words, prompts, text_lengths)
         return logits, prompt_mask
+
+
+GlinerModel = SpanModel  # the name before the family table (code written against it keeps working)
+
+
+class TokenModel(UniEncoder):
+    """UniEncoderTokenModel (span_mode token_level): per word and type, (start, end, inside)
+    logits [B, W, C, 3]. No prompt MLP: the scorer projects the raw prompt vectors."""
+
+    def __init__(self, cfg: GlinerConfig, prec: Precision = Precision(), *, rngs: nnx.Rngs):
+        super().__init__(cfg, prec, rngs=rngs)
+        self.scorer = Scorer(cfg.hidden_size, cfg.dropout, prec, rngs=rngs)
+
+    def __call__(self, input_ids, attention_mask, words_mask, text_lengths, *, num_words: int,
+                 num_classes: int, encoder_tables=None):
+        words, prompts, prompt_mask = self.words_and_prompts(
+            input_ids, attention_mask, words_mask, text_lengths, num_words=num_words,
+            num_classes=num_classes, encoder_tables=encoder_tables)
+        return self.scorer(words, prompts), prompt_mask
 
 
 def span_mask(text_lengths, num_words: int, max_width: int):

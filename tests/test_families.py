@@ -1,0 +1,229 @@
+"""Every uni-encoder family and span mode of gliner 0.2.29 at parity, on tiny random models.
+
+For each span mode, the token-level model, and configs shaped like NuNER Zero (marker, K=1)
+and gliner-multitask (token_level, max_len 768): logits float64 to 1e-10 (relative to the
+logit scale) and float32 to 1e-4; decoded entities identical (scores within 1e-5) for flat,
+nested and multi-label at two thresholds; the round trip reference -> ours -> reference
+bit-identical, and the reference predicts the same from our directory. Unknown modes and
+families fail with one line naming them.
+"""
+
+import functools
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from reference_models import build_reference_gliner
+
+from gliner_jax import GLiNER
+from gliner_jax.convert import ModelLoadError, load_gliner
+from gliner_jax.layers import Precision
+from gliner_jax.modeling import SPAN_MODES
+from gliner_jax.weights import read_safetensors
+
+TEXTS = [
+    "John Smith works at Google in Paris , and Alice moved to New York .",
+    "Barack Obama was born in Hawaii .",
+    "",
+    "Zoë Müller flew from Zürich to 東京 on 3.4.2021 !",
+    "Berlin",
+    "Apple , Microsoft and Google are companies in the United States of America .",
+]
+LABELS = ["person", "organization", "location", "company"]
+TINY = dict(hidden_size=16, enc_hidden=32, num_layers=1, heads=2, max_width=4, weight_scale=2.0)
+
+# name -> gliner_config overrides (plus build kwargs under "build")
+MODELS = {mode: {"span_mode": mode} for mode in SPAN_MODES}
+MODELS["token_level"] = {"span_mode": "token_level"}
+MODELS["nuner_zero_like"] = {"span_mode": "marker", "build": {"max_width": 1}}
+MODELS["multitask_like"] = {"span_mode": "token_level", "build": {"max_len": 768}}
+
+
+@functools.cache
+def _build(name):
+    """(reference model, its saved directory), built once per process."""
+    spec = dict(MODELS[name])
+    build = dict(TINY, seed=len(name), **spec.pop("build", {}))
+    out = Path(tempfile.mkdtemp(prefix=f"gliner_jax_family_{name}_"))
+    return build_reference_gliner(out, gliner_overrides=spec, **build)
+
+
+@functools.cache
+def _api(name) -> GLiNER:
+    """Our model of `name`, loaded once: its compiled shapes are shared by the tests."""
+    return GLiNER.from_pretrained(_build(name)[1])
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def model_name(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def ref_model(model_name):
+    return _build(model_name)
+
+
+@pytest.fixture(scope="module")
+def ours(model_name):
+    return _api(model_name)
+
+
+def _is_token(ref) -> bool:
+    return ref.config.span_mode == "token_level"
+
+
+def _batch(ref):
+    tokens, _, _ = ref.prepare_inputs([t for t in TEXTS if t.strip()])
+    batch = ref.create_collator()([{"tokenized_text": t, "ner": None} for t in tokens],
+                                  entity_types=LABELS)
+    return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+def _ours(model, tb):
+    args = [jnp.asarray(tb[k].numpy()) for k in ("input_ids", "attention_mask", "words_mask")]
+    lengths = tb["text_lengths"].numpy()[:, 0]
+    logits, _ = model(*args, jnp.asarray(lengths), num_words=int(lengths.max()),
+                      num_classes=len(LABELS))
+    return np.asarray(logits)
+
+
+def _valid(ref, tb, shape):
+    """Logits that mean something: spans inside the text (span) / words of the text (token)."""
+    n = tb["text_lengths"].numpy()[:, 0][:, None, None]
+    s = np.arange(shape[1])[None, :, None]
+    if _is_token(ref):
+        return np.broadcast_to((s < n)[..., None], shape)
+    k = np.arange(shape[2])[None, None, :]
+    return np.broadcast_to(((s + k) < n)[..., None], shape)
+
+
+def test_logits_float64_and_float32(ref_model):
+    ref, saved = ref_model
+    tb = _batch(ref)
+    with torch.no_grad():
+        want64 = ref.model.double()(**tb).logits.numpy()
+        want32 = ref.model.float()(**tb).logits.numpy()
+    valid = _valid(ref, tb, want64.shape)
+    scale = np.abs(want64[valid]).max()
+    assert scale > 1.0
+    with jax.enable_x64(True):
+        model64, _ = load_gliner(saved, Precision(param_dtype=jnp.float64))
+        got64 = _ours(model64, tb)
+    assert got64.dtype == np.float64 and got64.shape == want64.shape
+    err64 = np.abs(got64 - want64)[valid].max()
+    assert err64 <= 1e-10 * scale, (err64, scale)
+    model32, _ = load_gliner(saved)
+    with jax.default_matmul_precision("highest"):
+        got32 = _ours(model32, tb)
+    err32 = np.abs(got32 - want32)[valid].max()
+    assert err32 <= 1e-4 * scale, (err32, scale)
+
+
+def _ents(rows):
+    return [[(e["start"], e["end"], e["text"], e["label"]) for e in r] for r in rows]
+
+
+def test_decoded_entities_identical(ref_model, ours):
+    ref, saved = ref_model
+    found = 0
+    for flat_ner, multi_label in ((True, False), (False, False), (True, True), (False, True)):
+        for threshold in (0.3, 0.6):
+            kw = dict(threshold=threshold, flat_ner=flat_ner, multi_label=multi_label)
+            want = ref.inference(TEXTS, LABELS, batch_size=4, **kw)
+            got = ours.inference(TEXTS, LABELS, batch_size=4, **kw)
+            assert _ents(got) == _ents(want), kw
+            for rg, rw in zip(got, want, strict=True):
+                for eg, ew in zip(rg, rw, strict=True):
+                    assert abs(eg["score"] - ew["score"]) < 1e-5
+            found += sum(map(len, want))
+    assert found > 0
+
+
+def test_round_trip_to_reference_and_back(ref_model, ours, tmp_path):
+    from gliner import GLiNER as RefGLiNER
+
+    ref, saved = ref_model
+    out = ours.save_pretrained(tmp_path / "exported")
+    assert json.loads((out / "gliner_config.json").read_text())["span_mode"] == \
+        ref.config.span_mode
+    a = read_safetensors(saved / "model.safetensors")
+    b = read_safetensors(out / "model.safetensors")
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+    back = RefGLiNER.from_pretrained(str(out), local_files_only=True)
+    back.eval()
+    assert type(back.model) is type(ref.model)
+    kw = dict(threshold=0.3)
+    assert _ents(back.inference(TEXTS, LABELS, **kw)) == _ents(ref.inference(TEXTS, LABELS, **kw))
+
+
+@pytest.mark.parametrize("edit,needle", [
+    ({"span_mode": "spiral"}, "unknown span_mode 'spiral'"),
+    ({"relations_layer": "biaffine"}, "model family 'gliner_uni_encoder_span_relex'"),
+    ({"labels_decoder": "gpt2"}, "model family 'gliner_uni_encoder_span_decoder'"),
+    ({"span_mode": "token_level", "represent_spans": True}, "represent_spans = True"),
+])
+def test_unknown_mode_or_family_is_one_line(tmp_path, edit, needle):
+    _, saved = build_reference_gliner(tmp_path / "m", **dict(TINY, weight_scale=None))
+    bad = tmp_path / "bad"
+    shutil.copytree(saved, bad)
+    cfg = json.loads((bad / "gliner_config.json").read_text())
+    cfg.update(edit)
+    (bad / "gliner_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError) as e:
+        GLiNER.from_pretrained(bad)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+# Stitching depends on the head (span / token) and on batch coupling, not on a mode's maths:
+# one model of each kind (and the two shaped like released ones).
+WINDOW_MODELS = ["markerV0", "markerV1", "conv_share", "token_level", "nuner_zero_like",
+                 "multitask_like"]
+
+
+@pytest.mark.parametrize("name", WINDOW_MODELS)
+def test_long_text_windows(name):
+    """A text longer than the window, in windows of 8 words every 5: the result is the greedy
+    decoding of the candidates of every window predicted alone, merged by max score."""
+    from gliner_jax import decoding
+    from gliner_jax.model import plan_windows
+    from gliner_jax.processing import split_words
+
+    ref, _ = _build(name)
+    ours = _api(name)
+    text = " ".join(TEXTS[0].split() * 2 + TEXTS[5].split())
+    words = split_words(text)
+    size, stride = 8, 5
+    windows = plan_windows(len(words), size, stride, ref.config.max_width - 1)
+    assert len(windows) > 4 and all(e - s == size for s, e in windows)
+    alone = []
+    for s, e in windows:
+        batch = ours.processor.encode([[w for w, _, _ in words[s:e]]], [LABELS], pad=True)
+        alone.append((s, batch, ours.probs(batch)))
+    # the first threshold that leaves candidates, whatever the random model's score range
+    scores = np.concatenate([p[0, :size, ..., :len(LABELS)].ravel() for _, _, p in alone])
+    for thr in (0.5, *np.quantile(scores, [0.8, 0.6, 0.4]).tolist()):
+        cands = [sp._replace(start=sp.start + s, end=sp.end + s) for s, batch, probs in alone
+                 for sp in ours.head.candidates(probs, batch.text_lengths, [LABELS],
+                                                threshold=thr)[0]]
+        if cands:
+            break
+    assert cands
+    merged = decoding.merge_candidates(cands, LABELS, ours.head_name)
+    for flat in (True, False):
+        spans = decoding.greedy_search(merged, flat_ner=flat, presorted=True)
+        want = decoding.spans_to_entities(spans, text, [(a, b) for _, a, b in words])
+        got = ours.inference([text], LABELS, batch_size=3, flat_ner=flat, window_size=size,
+                             window_stride=stride, threshold=thr)[0]
+        assert [(e["start"], e["end"], e["label"]) for e in got] == \
+            [(e["start"], e["end"], e["label"]) for e in want]
+        np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in want],
+                                   rtol=1e-5)
