@@ -92,6 +92,8 @@ def bench_reference(saved: Path, ours: dict, batches: list[int], n_texts: int, r
         return {"skipped": f"reference not installed ({e})"}
     if device == "cuda" and not torch.cuda.is_available():
         return {"skipped": "torch sees no CUDA device"}
+    if budget.left() < 0:
+        return {"skipped": "time budget"}
     from eval.bench_speed import compare_entities
     from eval.device_check import LABELS, texts
 

@@ -58,7 +58,8 @@ def test_roofline_table(tmp_path):
 
 
 def test_dry_run_on_cpu(tmp_path):
-    assert device_check.main(["--out", str(tmp_path), "--dry-run", "--budget-s", "900"]) == 0
+    # no time budget here: a loaded CI machine must not turn the checks below into skips
+    assert device_check.main(["--out", str(tmp_path), "--dry-run", "--budget-s", "1e6"]) == 0
     res = json.loads((tmp_path / "device_check.json").read_text())
     assert res["dry_run"] and res["environment"]["backend"] == "cpu"
     assert res["matmul"]["bf16_tflops"] > 0
