@@ -239,6 +239,9 @@ class GlinerConfig:
     vocab_size: int = -1
     max_types: int = 25
     max_neg_type_ratio: int = 1
+    # bi-encoder (gliner BiEncoderSpanModel): the labels' own encoder, by name and config
+    labels_encoder: str | None = None
+    labels_encoder_config: EncoderConfig | None = None
     raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False,
                                           hash=False)
 
@@ -252,13 +255,15 @@ class GlinerConfig:
             problems.append(f"span_mode {self.span_mode!r} (only 'markerV0')")
         if self.subtoken_pooling != "first":
             problems.append(f"subtoken_pooling {self.subtoken_pooling!r} (only 'first')")
-        if self.num_rnn_layers != 1:
+        if self.num_rnn_layers not in ((0, 1) if self.labels_encoder else (1,)):
             problems.append(f"num_rnn_layers {self.num_rnn_layers} (only 1)")
         if self.fuse_layers:
             problems.append("fuse_layers true")
         if self.words_splitter_type != "whitespace":
             problems.append(f"words_splitter_type {self.words_splitter_type!r} (only 'whitespace')")
-        for key in ("labels_encoder", "labels_decoder", "relations_layer", "post_fusion_schema",
+        if self.labels_encoder and self.labels_encoder_config is None:
+            problems.append(f"labels_encoder {self.labels_encoder!r} without labels_encoder_config")
+        for key in ("labels_decoder", "relations_layer", "post_fusion_schema",
                     "span_encoder_config"):
             if self.raw.get(key):
                 problems.append(f"{key} = {self.raw[key]!r}")
@@ -285,6 +290,8 @@ class GlinerConfig:
             if k in kw:
                 kw[k] = int(kw[k])
         kw["dropout"] = float(kw.get("dropout", cls.dropout))
+        if isinstance(kw.get("labels_encoder_config"), dict):
+            kw["labels_encoder_config"] = EncoderConfig.from_dict(kw["labels_encoder_config"])
         cfg = cls(encoder=encoder, **kw, raw=d)
         cfg.validate()
         return cfg
@@ -293,8 +300,10 @@ class GlinerConfig:
         d = dict(self.raw)
         d.pop("model_type", None)
         for f in dataclasses.fields(self):
-            if f.name in ("raw", "encoder"):
+            if f.name in ("raw", "encoder", "labels_encoder_config"):
                 continue
             d[f.name] = getattr(self, f.name)
         d["encoder_config"] = self.encoder.to_dict()
+        if self.labels_encoder_config is not None:
+            d["labels_encoder_config"] = self.labels_encoder_config.to_dict()
         return d

@@ -20,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from gliner_jax import decoding
-from gliner_jax.convert import load_gliner, save_gliner
+from gliner_jax.convert import load_gliner, resolve_model_dir, save_gliner
 from gliner_jax.layers import Precision
 from gliner_jax.modeling import GlinerModel
 from gliner_jax.processing import BucketPolicy, Processor, normalize_labels, split_words
@@ -119,6 +119,14 @@ class GLiNER:
         dtype: compute dtype (e.g. jnp.bfloat16); param_dtype: storage of the parameters.
         max_length: overrides the config's max_len (words per window/text).
         """
+        if cls is GLiNER:  # a bi-encoder (labels_encoder in its config) has its own class
+            from gliner_jax.biencoder_io import is_biencoder_config
+            model_id = resolve_model_dir(model_id, local_files_only=local_files_only)
+            if is_biencoder_config(model_id):
+                from gliner_jax.biencoder import BiEncoderGLiNER
+                return BiEncoderGLiNER.from_pretrained(
+                    model_id, dtype=dtype, param_dtype=param_dtype, max_length=max_length,
+                    buckets=buckets)
         model, tokenizer = load_gliner(model_id, Precision(dtype, param_dtype),
                                        local_files_only=local_files_only)
         if max_length is not None:

@@ -75,6 +75,9 @@ def gather_words(h, words_mask, num_words: int):
 class GlinerModel(nnx.Module):
     def __init__(self, cfg: GlinerConfig, prec: Precision = Precision(), *, rngs: nnx.Rngs):
         cfg.validate()
+        if cfg.labels_encoder:
+            raise ValueError("a config with labels_encoder is a bi-encoder: build "
+                             "gliner_jax.modeling.biencoder.BiEncoderSpanModel")
         if cfg.class_token_index < 0:
             raise ValueError("GlinerModel needs a resolved class_token_index (id of <<ENT>>)")
         self.config = cfg
