@@ -231,3 +231,47 @@ def test_many_label_kernel_matches_direct(ref_model):
             got = np.asarray(model.span_logits_shared(words, terms, folded=folded, chunk=chunk))
             assert got.shape == want.shape == (2, 7, model.config.max_width, 23)
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
+
+
+def test_predict_cli_encodes_labels_once_and_reuses_cache_file(ref_model, ours, tmp_path,
+                                                               monkeypatch, capsys):
+    """`python -m gliner_jax.predict --labels @FILE --label-cache FILE`: each label goes through
+    the labels encoder once per run (several chunks of texts), none on a run with the file."""
+    import json
+
+    from gliner_jax import biencoder, predict
+
+    _, saved = ref_model
+    labels = [f"type {i}" for i in range(40)] + LABELS
+    (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
+    (tmp_path / "texts.txt").write_text("\n".join([t for t in TEXTS if t] * 4) + "\n")
+    encoded = []
+    real = biencoder._encode_labels
+
+    def counting(graphdef, state, ids, mask):
+        encoded.append(int((np.asarray(mask).sum(1) > 0).sum()))
+        return real(graphdef, state, ids, mask)
+
+    monkeypatch.setattr(biencoder, "_encode_labels", counting)
+    monkeypatch.setattr(predict, "_load_model", lambda args: ours)
+    cache = tmp_path / "labels.cache"
+    argv = ["--model", str(saved), "--labels", f"@{tmp_path / 'labels.txt'}", "--input",
+            str(tmp_path / "texts.txt"), "--label-cache", str(cache), "-b", "2", "-q",
+            "-t", "0.3"]
+    _forget_labels(ours)
+    assert predict.main(argv) == 0
+    first = capsys.readouterr().out
+    assert sum(encoded) == len(labels) and cache.is_file()
+    assert len(first.splitlines()) == 20
+
+    _forget_labels(ours)
+    encoded.clear()
+    assert predict.main(argv) == 0
+    assert capsys.readouterr().out == first and sum(encoded) == 0  # all read from the file
+    rows = [json.loads(x) for x in first.splitlines()]
+    want = ours.inference([t for t in TEXTS if t] * 4, labels, threshold=0.3, batch_size=2)
+    _same([r["entities"] for r in rows], want, 1e-5)  # chunks pad differently: float32 noise
+
+    cache.write_bytes(b"junk")
+    assert predict.main(argv) == predict.EXIT_USAGE
+    assert "not a label cache file" in capsys.readouterr().err
