@@ -91,7 +91,8 @@ class GlinerModel(nnx.Module):
         """Input-independent encoder tensors that inference computes once and passes to every
         call (DeBERTa: the relative-position rows through each layer's projections), or None."""
         enc = self.token_rep_layer.bert_layer.model
-        return enc.encoder.relative_tables() if hasattr(enc.encoder, "relative_tables") else None
+        inner = getattr(enc, "encoder", None)  # ModernBERT has none: its RoPE tables are constants
+        return inner.relative_tables() if hasattr(inner, "relative_tables") else None
 
     def __call__(self, input_ids, attention_mask, words_mask, text_lengths, *, num_words: int,
                  num_classes: int, encoder_tables=None):
