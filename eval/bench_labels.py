@@ -103,12 +103,17 @@ def workload(data: Path, n_texts: int, n_labels: int) -> tuple[list[str], list[s
     labels = list(dict.fromkeys(x.lower() for x in labels))
     words = sorted({w.lower() for e in examples for w in e["tokenized_text"] if w.isalpha()
                     and len(w) > 3})
-    i = 0
-    while len(labels) < n_labels:
-        a, b = words[i % len(words)], words[(i * 7919 + 13) % len(words)]
-        i += 1
-        if a != b:
-            labels = list(dict.fromkeys(labels + [f"{a} {b}"]))
+    seen = set(labels)
+    n = len(words)
+    for i in range(n * n):  # word pairs in a fixed scattered order
+        if len(labels) >= n_labels:
+            break
+        a, b = words[i % n], words[(i // n + i * 7919) % n]
+        if a != b and f"{a} {b}" not in seen:
+            seen.add(f"{a} {b}")
+            labels.append(f"{a} {b}")
+    if len(labels) < n_labels:
+        raise SystemExit(f"only {len(labels)} distinct labels can be made from the data")
     return texts, labels[:n_labels]
 
 
