@@ -14,6 +14,14 @@ from typing import Any
 
 DEBERTA_TYPES = ("deberta-v2", "deberta")
 BERT_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
+MODERNBERT_TYPES = ("modernbert",)
+# ModernBERT config.json names -> EncoderConfig fields shared with the other families
+_MODERNBERT_RENAMES = {"norm_eps": "layer_norm_eps", "hidden_activation": "hidden_act",
+                       "embedding_dropout": "hidden_dropout_prob",
+                       "attention_dropout": "attention_probs_dropout_prob"}
+# fields only ModernBERT reads (written back to its config.json only)
+_MODERNBERT_FIELDS = ("layer_types", "local_attention", "global_rope_theta", "local_rope_theta",
+                      "norm_bias", "attention_bias", "mlp_bias", "mlp_dropout")
 
 
 class ConfigError(ValueError):
@@ -47,6 +55,15 @@ class EncoderConfig:
     share_att_key: bool = True
     position_biased_input: bool = False
     embedding_size: int | None = None  # != hidden_size adds embed_proj
+    # ModernBERT only (transformers' ModernBertConfig; see _modernbert_kwargs)
+    layer_types: tuple[str, ...] = ()    # "full_attention" / "sliding_attention" per layer
+    local_attention: int = 128           # sliding window: |i - j| <= local_attention // 2
+    global_rope_theta: float = 160000.0
+    local_rope_theta: float = 10000.0
+    norm_bias: bool = False
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    mlp_dropout: float = 0.0
     # the full config.json as read, written back on save (keys we do not use are kept)
     raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False,
                                           hash=False)
@@ -57,9 +74,11 @@ class EncoderConfig:
             return "deberta"
         if self.model_type in BERT_TYPES:
             return "bert"
+        if self.model_type in MODERNBERT_TYPES:
+            return "modernbert"
         raise ConfigError(
             f"encoder model_type {self.model_type!r} is not supported; "
-            f"supported: {', '.join(DEBERTA_TYPES + BERT_TYPES)}"
+            f"supported: {', '.join(DEBERTA_TYPES + BERT_TYPES + MODERNBERT_TYPES)}"
         )
 
     @property
@@ -95,6 +114,8 @@ class EncoderConfig:
             kw["relative_attention"] = False
             kw["position_biased_input"] = True
             kw["pos_att_type"] = ()
+        if d.get("model_type") in MODERNBERT_TYPES:
+            kw.update(_modernbert_kwargs(d))
         if d.get("model_type") == "deberta-v2":
             # transformers' DebertaV2Config defaults (not the dataclass ones above)
             kw.setdefault("relative_attention", False)
@@ -120,8 +141,10 @@ class EncoderConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.raw)
+        if self.family == "modernbert":
+            return _modernbert_to_dict(self, d)
         for f in dataclasses.fields(self):
-            if f.name == "raw":
+            if f.name == "raw" or f.name in _MODERNBERT_FIELDS:
                 continue
             v = getattr(self, f.name)
             if f.name == "pos_att_type":
@@ -140,6 +163,58 @@ class EncoderConfig:
     @classmethod
     def from_json_file(cls, path: str | Path) -> EncoderConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _modernbert_kwargs(d: dict[str, Any]) -> dict[str, Any]:
+    """EncoderConfig fields from a ModernBERT config.json: transformers 5 (`layer_types`,
+    `rope_parameters`) or 4.x (`global_attn_every_n_layers`, `global_rope_theta`, ...)."""
+    kw = {new: d[old] for old, new in _MODERNBERT_RENAMES.items() if d.get(old) is not None}
+    kw.setdefault("layer_norm_eps", 1e-5)
+    kw.setdefault("hidden_dropout_prob", 0.0)
+    kw.setdefault("attention_probs_dropout_prob", 0.0)
+    kw.setdefault("max_position_embeddings", 8192)
+    n = int(d.get("num_hidden_layers", EncoderConfig.num_hidden_layers))
+    types = d.get("layer_types")
+    if not types:
+        every = int(d.get("global_attn_every_n_layers", 3))
+        types = ["sliding_attention" if i % every else "full_attention" for i in range(n)]
+    if len(types) != n or set(types) - {"full_attention", "sliding_attention"}:
+        raise ConfigError(f"ModernBERT layer_types {types!r} must name full_attention or "
+                          f"sliding_attention for each of the {n} layers")
+    kw["layer_types"] = tuple(types)
+    rope = d.get("rope_parameters") or {}
+    for kind, key in (("full_attention", "global_rope_theta"),
+                      ("sliding_attention", "local_rope_theta")):
+        params = rope.get(kind) or {}
+        if params.get("rope_type", "default") != "default":
+            raise ConfigError(f"ModernBERT rope_type {params['rope_type']!r} ({kind}) is not "
+                              "supported; only 'default'")
+        theta = params.get("rope_theta", d.get(key))
+        if theta is not None:
+            kw[key] = float(theta)
+    if d.get("head_dim") not in (None, d.get("hidden_size", 0) // max(
+            d.get("num_attention_heads", 1), 1)):
+        raise ConfigError("ModernBERT head_dim != hidden_size / num_attention_heads is not "
+                          "supported")
+    return kw
+
+
+def _modernbert_to_dict(cfg: EncoderConfig, d: dict[str, Any]) -> dict[str, Any]:
+    """ModernBERT config.json: its own key names (transformers 5 layout)."""
+    for f in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+              "intermediate_size", "max_position_embeddings", "pad_token_id", "initializer_range",
+              "local_attention", "norm_bias", "attention_bias", "mlp_bias", "mlp_dropout"):
+        d[f] = getattr(cfg, f)
+    for old, new in _MODERNBERT_RENAMES.items():
+        d[old] = getattr(cfg, new)
+    d["layer_types"] = list(cfg.layer_types)
+    d["rope_parameters"] = {
+        "full_attention": {"rope_type": "default", "rope_theta": cfg.global_rope_theta},
+        "sliding_attention": {"rope_type": "default", "rope_theta": cfg.local_rope_theta}}
+    for legacy in ("global_rope_theta", "local_rope_theta"):
+        d.pop(legacy, None)
+    d["model_type"] = cfg.model_type
+    return d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +239,9 @@ class GlinerConfig:
     vocab_size: int = -1
     max_types: int = 25
     max_neg_type_ratio: int = 1
+    # bi-encoder (gliner BiEncoderSpanModel): the labels' own encoder, by name and config
+    labels_encoder: str | None = None
+    labels_encoder_config: EncoderConfig | None = None
     raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False,
                                           hash=False)
 
@@ -186,12 +264,14 @@ class GlinerConfig:
             problems.append(str(e))
         if self.subtoken_pooling != "first":
             problems.append(f"subtoken_pooling {self.subtoken_pooling!r} (only 'first')")
-        if self.num_rnn_layers != 1:
+        if self.num_rnn_layers not in ((0, 1) if self.labels_encoder else (1,)):
             problems.append(f"num_rnn_layers {self.num_rnn_layers} (only 1)")
         if self.fuse_layers:
             problems.append("fuse_layers true")
         if self.words_splitter_type != "whitespace":
             problems.append(f"words_splitter_type {self.words_splitter_type!r} (only 'whitespace')")
+        if self.labels_encoder and self.labels_encoder_config is None:
+            problems.append(f"labels_encoder {self.labels_encoder!r} without labels_encoder_config")
         for key in ("post_fusion_schema", "span_encoder_config", "represent_spans"):
             if self.raw.get(key):
                 problems.append(f"{key} = {self.raw[key]!r}")
@@ -218,6 +298,8 @@ class GlinerConfig:
             if k in kw:
                 kw[k] = int(kw[k])
         kw["dropout"] = float(kw.get("dropout", cls.dropout))
+        if isinstance(kw.get("labels_encoder_config"), dict):
+            kw["labels_encoder_config"] = EncoderConfig.from_dict(kw["labels_encoder_config"])
         cfg = cls(encoder=encoder, **kw, raw=d)
         cfg.validate()
         return cfg
@@ -226,8 +308,10 @@ class GlinerConfig:
         d = dict(self.raw)
         d.pop("model_type", None)
         for f in dataclasses.fields(self):
-            if f.name in ("raw", "encoder"):
+            if f.name in ("raw", "encoder", "labels_encoder_config"):
                 continue
             d[f.name] = getattr(self, f.name)
         d["encoder_config"] = self.encoder.to_dict()
+        if self.labels_encoder_config is not None:
+            d["labels_encoder_config"] = self.labels_encoder_config.to_dict()
         return d

@@ -154,12 +154,17 @@ def save_gliner(model: nnx.Module, tokenizer, out_dir: str | Path, dtype=None) -
 def convert(src: str | Path, dst: str | Path, dtype: str | None = None) -> Path:
     """Any loadable GLiNER directory (reference .bin or .safetensors, legacy v2.1, ours) ->
     a complete reference-layout directory with model.safetensors."""
-    model, tokenizer = load_gliner(src)
     np_dtype = {"float32": np.float32, "float16": np.float16, None: None}
     if dtype == "bfloat16":
         import ml_dtypes
         np_dtype["bfloat16"] = ml_dtypes.bfloat16
-    out = save_gliner(model, tokenizer, dst, dtype=np_dtype[dtype])
+    from gliner_jax.biencoder_io import is_biencoder_config, load_biencoder, save_biencoder
+    if is_biencoder_config(resolve_model_dir(src)):  # labels_encoder: the bi-encoder layout
+        model, tokenizer, labels_tokenizer = load_biencoder(src)
+        out = save_biencoder(model, tokenizer, labels_tokenizer, dst, dtype=np_dtype[dtype])
+    else:
+        model, tokenizer = load_gliner(src)
+        out = save_gliner(model, tokenizer, dst, dtype=np_dtype[dtype])
     for name in ("README.md", "LICENSE"):
         if (Path(src) / name).is_file() and not (out / name).exists():
             shutil.copy(Path(src) / name, out / name)

@@ -20,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from gliner_jax import decoding
-from gliner_jax.convert import load_gliner, save_gliner
+from gliner_jax.convert import load_gliner, resolve_model_dir, save_gliner
 from gliner_jax.layers import Precision
 from gliner_jax.modeling.families import batch_coupled
 from gliner_jax.processing import BucketPolicy, Processor, normalize_labels, split_words
@@ -140,6 +140,14 @@ class GLiNER:
         """
         hub = {k: v for k, v in dict(revision=revision, cache_dir=cache_dir, token=token,
                                      force_download=force_download).items() if v}
+        if cls is GLiNER:  # a bi-encoder (labels_encoder in its config) has its own class
+            from gliner_jax.biencoder_io import is_biencoder_config
+            local = resolve_model_dir(model_id, local_files_only=local_files_only, **hub)
+            if (local / "gliner_config.json").is_file() and is_biencoder_config(local):
+                from gliner_jax.biencoder import BiEncoderGLiNER
+                return BiEncoderGLiNER.from_pretrained(
+                    local, dtype=dtype, param_dtype=param_dtype, max_length=max_length,
+                    buckets=buckets)
         model, tokenizer = load_gliner(model_id, Precision(dtype, param_dtype),
                                        local_files_only=local_files_only, **hub)
         if max_length is not None:

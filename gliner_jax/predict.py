@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-l", "--labels",
                    help="entity types: a comma list (person,organization) or @FILE (one per "
                         "line); JSONL lines may carry their own \"labels\"")
+    m.add_argument("--label-cache", metavar="FILE",
+                   help="bi-encoder models: label vectors are read from FILE when it exists, "
+                        "else computed once and written there for later runs")
     m.add_argument("-t", "--threshold", type=_fraction, default=0.5,
                    help="keep spans scoring above this (default 0.5)")
     m.add_argument("--nested", action="store_true",
@@ -225,6 +228,26 @@ def _load_model(args):
     return model
 
 
+def _use_label_cache(model, path: str, records: list[Record]) -> None:
+    """Bi-encoders: read the label vectors from `path`, or compute every label of the run once
+    and write them there. (Without a file they are still computed once per run.)"""
+    if not hasattr(model, "load_label_cache"):
+        raise UsageError("--label-cache needs a bi-encoder model (labels_encoder in its config)")
+    if os.path.exists(path):
+        try:
+            model.load_label_cache(path)
+        except ValueError as e:
+            raise UsageError(f"--label-cache {e}") from None
+        return
+    from gliner_jax.processing import normalize_labels
+
+    prompts = dict.fromkeys(p for r in records for p in normalize_labels(r.labels)[0])
+    try:
+        model.save_label_cache(path, list(prompts))
+    except OSError as e:
+        raise UsageError(f"--label-cache {path}: cannot write ({e.strerror or e})") from None
+
+
 # ------------------------------------------------------------------------------------------------
 # running
 
@@ -326,6 +349,8 @@ def run(args) -> int:
     records = _attach_labels(records, labels, policy)
     _setup_jax(args)
     model = _load_model(args)
+    if args.label_cache:
+        _use_label_cache(model, args.label_cache, records)
 
     from tqdm import tqdm
 

@@ -22,6 +22,7 @@ from flax import nnx
 from gliner_jax.config import ConfigError, GlinerConfig
 from gliner_jax.layers import Precision
 from gliner_jax.modeling import span_conv, span_rep
+from gliner_jax.modeling.biencoder import BiEncoderSpanModel
 from gliner_jax.modeling.gliner import SpanModel, TokenModel
 
 
@@ -79,7 +80,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("gliner_uni_encoder_span_decoder", None, "span", _raw("labels_decoder")),
     Family("gliner_bi_encoder_token", None, "token",
            lambda c: _raw("labels_encoder")(c) and _token(c)),
-    Family("gliner_bi_encoder_span", None, "span", _raw("labels_encoder")),
+    Family("gliner_bi_encoder_span", BiEncoderSpanModel, "span", _raw("labels_encoder")),
     Family("gliner_uni_encoder_token", TokenModel, "token", _token),
     Family("gliner_uni_encoder_span", SpanModel, "span", lambda c: True),
 )

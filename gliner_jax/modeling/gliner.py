@@ -75,6 +75,9 @@ class UniEncoder(nnx.Module):
 
     def __init__(self, cfg: GlinerConfig, prec: Precision, *, rngs: nnx.Rngs):
         cfg.validate()
+        if cfg.labels_encoder:
+            raise ValueError("a config with labels_encoder is a bi-encoder: build "
+                             "gliner_jax.modeling.biencoder.BiEncoderSpanModel")
         if cfg.class_token_index < 0:
             raise ValueError("a GLiNER model needs a resolved class_token_index (id of <<ENT>>)")
         self.config = cfg
@@ -85,7 +88,8 @@ class UniEncoder(nnx.Module):
         """Input-independent encoder tensors that inference computes once and passes to every
         call (DeBERTa: the relative-position rows through each layer's projections), or None."""
         enc = self.token_rep_layer.bert_layer.model
-        return enc.encoder.relative_tables() if hasattr(enc.encoder, "relative_tables") else None
+        inner = getattr(enc, "encoder", None)  # ModernBERT has none: its RoPE tables are constants
+        return inner.relative_tables() if hasattr(inner, "relative_tables") else None
 
     def words_and_prompts(self, input_ids, attention_mask, words_mask, text_lengths, *,
                           num_words: int, num_classes: int, encoder_tables=None):
