@@ -127,7 +127,8 @@ class GLiNER:
         hub = {k: v for k, v in dict(revision=revision, cache_dir=cache_dir, token=token,
                                      force_download=force_download).items() if v}
         model, tokenizer = load_gliner(model_id, Precision(dtype, param_dtype),
-                                       local_files_only=local_files_only, **hub)
+                                       local_files_only=local_files_only,
+                                       fast_tokenizer=True, **hub)
         if max_length is not None:
             model.config = dataclasses.replace(model.config, max_len=int(max_length))
         return cls(model, tokenizer, buckets=buckets)
