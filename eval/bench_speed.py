@@ -396,8 +396,24 @@ def bench_first(model: Path, text: str, labels, thr: float, cache: Path, threads
     for t in threads:
         res[f"torch{t}"] = run(FIRST_TORCH.format(threads=t, **fmt))
     res["jax warm cache"] = run(FIRST_JAX.format(cache=str(cache), **fmt))
+    res["predict command, warm cache"] = run_predict(model, text, labels, thr, cache)
     res["jax no cache"] = run(FIRST_JAX.format(cache="", **fmt))
-    return dict(res, load=load())
+    torch_best = min(v["wall"] for k, v in res.items() if k.startswith("torch"))
+    ratios = {k: res[k]["wall"] / torch_best for k in ("jax warm cache",
+                                                      "predict command, warm cache")}
+    return dict(res, ratio_to_torch=ratios, load=load())
+
+
+def run_predict(model: Path, text: str, labels, thr: float, cache: Path) -> dict:
+    """Wall seconds of `python -m gliner_jax.predict` (one text) in a fresh process; the
+    command prints no timings, so only the wall time is known."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), GLINER_JAX_CACHE=str(cache))
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "gliner_jax.predict", "--model", str(model),
+                    "--threshold", str(thr), "--labels", ",".join(labels), text], env=env,
+                   cwd=REPO, check=True, capture_output=True, text=True)
+    nan = float("nan")
+    return {"wall": time.perf_counter() - t, "load_model": nan, "first_call": nan}
 
 
 def bench_bf16(model: Path, jm, texts, labels, batch_size, repeats, threshold) -> dict:
@@ -459,11 +475,13 @@ def markdown(res: dict) -> str:
                   f"**{e['fraction_of_peak']:.0%}** | {e['fraction_median_round']:.0%} | "
                   f"{e['tokens_real']} / {e['tokens_padded']} | {e['load']} |"]
     if "first" in res:
-        f = {k: v for k, v in res["first"].items() if isinstance(v, dict)}
+        f = {k: v for k, v in res["first"].items() if isinstance(v, dict) and "wall" in v}
         lines += ["", "| first result, fresh process | seconds | import + load model | "
                   "first call |", "|---" * 4 + "|"]
         lines += [f"| {k} | {v['wall']:.1f} | {v['load_model']:.1f} | {v['first_call']:.1f} |"
                   for k, v in f.items()]
+        lines += ["", "wall time over the best torch run: " + ", ".join(
+            f"{k} {r:.2f}x" for k, r in res["first"]["ratio_to_torch"].items())]
     if "bf16" in res:
         b = res["bf16"]
         a = b["agreement"]
@@ -563,7 +581,9 @@ def main(argv=None) -> int:
                                        args.threads)
         print("time to first result, fresh process (s): " + "; ".join(
             f"{k} {v['wall']:.1f} (import+load {v['load_model']:.1f}, first call "
-            f"{v['first_call']:.1f})" for k, v in f.items() if isinstance(v, dict))
+            f"{v['first_call']:.1f})" for k, v in f.items() if isinstance(v, dict) and
+            "wall" in v) + "; wall / best torch: " + ", ".join(
+            f"{k} {r:.2f}x" for k, r in f["ratio_to_torch"].items())
             + f"; load {f['load']}", flush=True)
     if "bf16" in args.sections:
         res["bf16"] = b = bench_bf16(model, jm, texts, labels, 8, args.repeats, thr)

@@ -104,9 +104,9 @@ def model_from_state(cfg: GlinerConfig, sd: dict[str, np.ndarray],
 
 
 def load_gliner(model_dir: str | Path, prec: Precision = Precision(), *,
-                local_files_only: bool = False, **hub_options):
+                local_files_only: bool = False, fast_tokenizer: bool = False, **hub_options):
     """(model in eval mode, tokenizer) from a GLiNER directory or hub id (`hub_options`:
-    revision, cache_dir, token, force_download)."""
+    revision, cache_dir, token, force_download). `fast_tokenizer`: see `load_tokenizer`."""
     from gliner_jax.processing import load_tokenizer
 
     d = resolve_model_dir(model_dir, local_files_only=local_files_only, **hub_options)
@@ -115,7 +115,8 @@ def load_gliner(model_dir: str | Path, prec: Precision = Precision(), *,
                              "model")
     cfg = read_gliner_config(d, local_files_only=local_files_only)
     try:
-        tokenizer, cls_index = load_tokenizer(d, cfg, local_files_only=local_files_only)
+        tokenizer, cls_index = load_tokenizer(d, cfg, local_files_only=local_files_only,
+                                              fast=fast_tokenizer)
     except (FileNotFoundError, ValueError) as e:
         raise ModelLoadError(str(e)) from None
     try:

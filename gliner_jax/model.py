@@ -149,7 +149,8 @@ class GLiNER:
                     local, dtype=dtype, param_dtype=param_dtype, max_length=max_length,
                     buckets=buckets)
         model, tokenizer = load_gliner(model_id, Precision(dtype, param_dtype),
-                                       local_files_only=local_files_only, **hub)
+                                       local_files_only=local_files_only,
+                                       fast_tokenizer=True, **hub)
         if max_length is not None:
             model.config = dataclasses.replace(model.config, max_len=int(max_length))
         return cls(model, tokenizer, buckets=buckets)

@@ -106,24 +106,33 @@ def _token_missing(tokenizer, token: str) -> bool:
     return unk is not None and tid == unk and token != tokenizer.unk_token
 
 
-def load_tokenizer(model_dir: str | Path, gliner_config, *, local_files_only: bool = True):
+def load_tokenizer(model_dir: str | Path, gliner_config, *, local_files_only: bool = True,
+                   fast: bool = False):
     """The tokenizer as gliner 0.2.29 `from_pretrained` sets it up; returns (tokenizer, cls_index).
 
     Files come from `model_dir` when it has `tokenizer_config.json`, else from
     `gliner_config.model_name` (legacy v2.1 folders ship no tokenizer). When `class_token_index`
     or `vocab_size` is -1, `[FLERT]`, `<<ENT>>`, `<<SEP>>` are added in that order (as special
     tokens) and the class token index is `len(tokenizer) - 2`; otherwise the configured index is
-    validated against the tokenizer as the reference does.
+    validated against the tokenizer as the reference does. `fast`: read tokenizer.json with the
+    `tokenizers` library when the tokenizer class allows it (`gliner_jax.fast_tokenizer`), so
+    that transformers is not imported.
     """
-    from transformers import AutoTokenizer
-
     model_dir = Path(model_dir)
     if (model_dir / "tokenizer_config.json").is_file():
         source = str(model_dir)
     else:
         source = gliner_config.model_name
+    tokenizer = None
+    if fast and source == str(model_dir):
+        from gliner_jax.fast_tokenizer import FastTokenizer
+
+        tokenizer = FastTokenizer.load(model_dir)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
     except (OSError, ValueError) as e:
         raise FileNotFoundError(
             f"no tokenizer found: {model_dir} has no tokenizer_config.json and the config's "

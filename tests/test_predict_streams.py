@@ -10,6 +10,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -67,10 +68,17 @@ def hidden_torch_run(env, *args):
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
 
 
-def test_no_library_notices_unless_verbose(env, bert_dir, inputs):
-    """A long document in an interpreter without PyTorch: stdout is the JSON line alone, stderr
-    the summary line alone. --verbose lets transformers' notices through (so this can fail)."""
-    args = ["--model", bert_dir, "--labels", "person,city", "--input", inputs / "long.txt",
+def test_no_library_notices_unless_verbose(env, bert_dir, inputs, tmp_path):
+    """A long document in an interpreter without PyTorch, with a tokenizer class that is loaded
+    through transformers (gliner_jax reads BERT's tokenizer.json itself and would not import
+    transformers at all): stdout is the JSON line alone, stderr the summary line alone.
+    --verbose lets transformers' notices through (so this can fail)."""
+    model = tmp_path / "model"
+    shutil.copytree(bert_dir, model)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config["tokenizer_class"] = "DistilBertTokenizer"  # the same WordPiece tokenizer.json
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    args = ["--model", model, "--labels", "person,city", "--input", inputs / "long.txt",
             "--document"]
     proc = hidden_torch_run(env, *args)
     assert proc.returncode == 0, proc.stderr
