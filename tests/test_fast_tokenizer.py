@@ -7,8 +7,8 @@ BERT and DeBERTa test tokenizers and the shipped model's.
 from __future__ import annotations
 
 import subprocess
-import warnings
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
