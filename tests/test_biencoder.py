@@ -225,7 +225,7 @@ def test_many_label_kernel_matches_direct(ref_model):
         words = jnp.asarray(rng.normal(size=(2, 7, d)))
         vecs = jnp.asarray(rng.normal(size=(23, d)))
         prompts = model.prompt_rep_layer(jnp.broadcast_to(vecs[None], (2, 23, d)))
-        want = np.asarray(model.span_rep_layer.span_rep_layer(words, prompts))
+        want = np.asarray(model.span_rep_layer.span_rep_layer(words, prompts, None))
         terms = model.label_terms(vecs)
         for folded, chunk in ((True, 5), (False, 5), (True, 1024), (False, 23)):
             got = np.asarray(model.span_logits_shared(words, terms, folded=folded, chunk=chunk))

@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gliner_jax.config import GlinerConfig
+from gliner_jax.config import ConfigError, GlinerConfig
 from gliner_jax.encoders import build_encoder
 from gliner_jax.layers import Precision, torch_dense
 from gliner_jax.modeling.gliner import BertLayer, Rnn, SpanRepLayer, gather_words
-from gliner_jax.modeling.span_rep import MLP, span_kernel
+from gliner_jax.modeling.span_rep import MLP, SpanMarkerV0, span_kernel
 
 # Labels scored per step of the many-label kernel: bounds the [L, F] x [F, chunk] products and
 # the folded label terms held at once.
@@ -70,12 +70,15 @@ class BiEncoderSpanModel(nnx.Module):
         cfg.validate()
         if not cfg.labels_encoder:
             raise ValueError("BiEncoderSpanModel needs a config with labels_encoder")
+        if cfg.span_mode != "markerV0":  # the label-cache kernels below fold markerV0's layers
+            raise ConfigError(f"bi-encoder span_mode {cfg.span_mode!r} is not supported "
+                              "(only 'markerV0')")
         self.config = cfg
         d = cfg.hidden_size
         self.token_rep_layer = BiEncoderTokenRep(cfg, prec, rngs=rngs)
         if cfg.num_rnn_layers:
             self.rnn = Rnn(d, prec, rngs=rngs)
-        self.span_rep_layer = SpanRepLayer(cfg, prec, rngs=rngs)
+        self.span_rep_layer = SpanRepLayer(SpanMarkerV0, cfg, prec, rngs=rngs)
         self.prompt_rep_layer = MLP(d, d, cfg.dropout, prec, rngs=rngs)
 
     def encoder_tables(self):
@@ -102,10 +105,9 @@ class BiEncoderSpanModel(nnx.Module):
 
         label_vectors: [C, D] shared by every row or [B, C, D] per row (from `encode_labels`);
         label_mask [B, C]: valid labels per row (reference: prompts_embedding_mask; padded labels
-        are zeroed before `prompt_rep_layer`, as it does). text_lengths is unused (no BiLSTM) and
-        kept for the uni-encoder's signature.
+        are zeroed before `prompt_rep_layer`, as it does). text_lengths: as the uni-encoder's
+        (markerV0 reads no per-text context from it).
         """
-        del text_lengths
         words = self.words(input_ids, attention_mask, words_mask, num_words=num_words,
                            encoder_tables=encoder_tables)
         if label_vectors.ndim == 2:
@@ -115,7 +117,7 @@ class BiEncoderSpanModel(nnx.Module):
         if label_mask is not None:
             label_vectors = label_vectors * label_mask[..., None].astype(words.dtype)
         prompts = self.prompt_rep_layer(label_vectors)
-        return self.span_rep_layer.span_rep_layer(words, prompts)
+        return self.span_rep_layer.span_rep_layer(words, prompts, text_lengths)
 
     # -- inference with label vectors computed once --------------------------------------
 
@@ -137,7 +139,7 @@ class BiEncoderSpanModel(nnx.Module):
         """
         marker = self.span_rep_layer.span_rep_layer
         K = marker.max_width
-        a, e = marker.word_terms(words)                                   # [B, L, F]
+        a, e = marker.word_terms(words, None)                             # [B, L, F]
         c = terms["prompts"].shape[0]
         n = -(-c // chunk) if c > chunk else 1
         size = -(-c // n)
