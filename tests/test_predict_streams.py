@@ -46,7 +46,10 @@ def bert_dir() -> Path:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items()
-         if not k.startswith(("GLINER_JAX_", "TRANSFORMERS_VERBOSITY", "TF_CPP"))}
+         # (an in-process predict.main() of an earlier test sets TRANSFORMERS_VERBOSITY and
+         # TRANSFORMERS_NO_ADVISORY_WARNINGS in this process)
+         if not k.startswith(("GLINER_JAX_", "TRANSFORMERS_VERBOSITY",
+                              "TRANSFORMERS_NO_ADVISORY_WARNINGS", "TF_CPP"))}
     e.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO),
              JAX_PLATFORMS="cpu", GLINER_JAX_CACHE=str(tmp_path_factory.mktemp("xla")))
     return e
