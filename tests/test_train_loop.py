@@ -187,3 +187,21 @@ def test_gradient_accumulation_matches_one_batch(files):
         if "['key']['bias']" in name:  # zero gradient in exact arithmetic: Adam moves it by noise
             continue
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_export_step_equals_the_runs_export(runs, tmp_path):
+    """`python -m train.export_step` rebuilds the final step's model from its checkpoint: the
+    same tensors as the run's own export; a missing step is one clear line."""
+    from gliner_jax.weights import read_safetensors
+    from train.export_step import main as export_main
+
+    cfg, full_dir, *_ = runs
+    assert export_main([str(full_dir), "--step", str(cfg.num_steps),
+                        "--out", str(tmp_path / "m")]) == 0
+    want = read_safetensors(full_dir / "model" / "model.safetensors")
+    got = read_safetensors(tmp_path / "m" / "model.safetensors")
+    assert sorted(got) == sorted(want)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    assert export_main([str(full_dir), "--step", "999", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
