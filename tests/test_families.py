@@ -175,7 +175,7 @@ def test_round_trip_to_reference_and_back(ref_model, ours, tmp_path):
 
 @pytest.mark.parametrize("edit,needle", [
     ({"span_mode": "spiral"}, "unknown span_mode 'spiral'"),
-    ({"relations_layer": "biaffine"}, "model family 'gliner_uni_encoder_span_relex'"),
+    ({"relations_layer": "biaffine"}, "relations_layer 'biaffine' is not supported"),
     ({"labels_decoder": "gpt2"}, "model family 'gliner_uni_encoder_span_decoder'"),
     ({"span_mode": "token_level", "represent_spans": True}, "represent_spans = True"),
 ])
