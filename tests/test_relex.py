@@ -309,3 +309,29 @@ def test_relations_need_a_relex_model():
     model = GLiNER.from_pretrained(saved)
     with pytest.raises(ValueError, match="does not extract relations"):
         model.inference(TEXTS, LABELS, relations=RELATIONS)
+
+
+def test_predict_command_relations(capsys, tmp_path):
+    """`python -m gliner_jax.predict --relations`: the API's relations per text; a model that
+    does not extract relations is one usage line."""
+    from reference_models import cached_reference_gliner
+
+    from gliner_jax import predict
+
+    saved = _build("dot")[1]
+    texts = [TEXTS[0], TEXTS[3]]
+    args = ["-m", str(saved), "-l", ",".join(LABELS), "-r", ",".join(RELATIONS), "-t", "0.3",
+            "--relation-threshold", "0.6", "--cache-dir", "none", "-q", *texts]
+    assert predict.main(args) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    ents, rels = _api("dot").inference(texts, LABELS, relations=RELATIONS, threshold=0.3,
+                                       relation_threshold=0.6)
+    assert [x["relations"] for x in lines] == json.loads(json.dumps(rels))
+    assert [x["entities"] for x in lines] == json.loads(json.dumps(ents))
+    assert sum(map(len, rels)) > 0
+    _, plain = cached_reference_gliner(**dict(TINY, weight_scale=None))
+    assert predict.main(["-m", str(plain), "-l", "person", "-r", "works at", "--cache-dir",
+                         "none", "-q", "John works at Google ."]) == predict.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --relations needs a relation-extraction model") and \
+        "\n" not in err
