@@ -23,11 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gliner_jax import decoding, relations as relex
+from gliner_jax import decoding
+from gliner_jax import relations as relex
 from gliner_jax.convert import load_gliner, resolve_model_dir, save_gliner
 from gliner_jax.layers import Precision
 from gliner_jax.modeling.families import batch_coupled
-from gliner_jax.processing import BucketPolicy, Processor, bucket, normalize_labels, split_words
+from gliner_jax.processing import BucketPolicy, Processor, normalize_labels, split_words
 
 Labels = str | Sequence[str] | Mapping[str, str]
 
@@ -109,13 +110,6 @@ class _Row:
     relations: list[str] | None = None    # relation labels (relex models)
 
 
-def _relation_labels(labels) -> list[str]:
-    for x in labels:
-        if not isinstance(x, str) or not x.strip():
-            raise ValueError(f"relation labels must be non-empty strings, got {x!r}")
-    return list(labels)
-
-
 class GLiNER:
     """A GLiNER model (any family of `modeling.families`) with its tokenizer. Build it with
     `GLiNER.from_pretrained`."""
@@ -193,7 +187,7 @@ class GLiNER:
                   relations: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
                   adjacency_threshold: float | Sequence[float] | None = None,
                   relation_threshold: float | Sequence[float] | None = None,
-                  return_relations: bool | None = None):
+                  return_relations: bool | None = None, merge_entities: bool = False):
         """Entities for each text. `labels`: one set for all texts, or one set per text.
 
         Texts longer than `window_size` words (default: the model's max_len) are predicted in
@@ -212,6 +206,10 @@ class GLiNER:
         relations): per text, [{"head": {"start", "end", "text", "type", "entity_idx"},
         "tail": {...}, "relation", "score"}, ...]. adjacency_threshold and relation_threshold
         default to threshold.
+
+        `merge_entities=True`: NuNER Zero's post-processing (`decoding.merge_entities`): an
+        entity that follows one of the same label with at most one character between them is
+        joined to it. Not in the reference; not with relations (it renumbers the entities).
         """
         if isinstance(texts, str):
             raise TypeError("inference takes a list of texts; use predict_entities for one text")
@@ -220,7 +218,10 @@ class GLiNER:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text {i} is {type(t).__name__}, not str")
-        rel_sets = self._relation_sets(relations, return_relations, len(texts))
+        rel_sets = relex.relation_sets(self, relations, return_relations, len(texts))
+        if merge_entities and rel_sets is not None:
+            raise ValueError("merge_entities cannot be combined with relations (it renumbers "
+                             "the entities the relations point at)")
         splits = [split_words(t) for t in texts]
         spans = self._word_spans(splits, label_sets, batch_size=batch_size, threshold=threshold,
                                  flat_ner=flat_ner, multi_label=multi_label, truncate=truncate,
@@ -232,6 +233,8 @@ class GLiNER:
             spans, rels = spans
         ents = [decoding.spans_to_entities(sp, text, [(a, b) for _, a, b in split])
                 for sp, text, split in zip(spans, texts, splits, strict=True)]
+        if merge_entities:
+            ents = [decoding.merge_entities(e, t) for e, t in zip(ents, texts, strict=True)]
         if rel_sets is None:
             return ents
         return ents, [relex.relations_to_dicts(r, e, sp)
@@ -286,10 +289,16 @@ class GLiNER:
         cands: dict[int, list[decoding.Span]] = {}
         rel_cands: dict[int, list[relex.Relation]] = {}
         thr = {"entity": thresholds, "adjacency": adj_thr, "relation": rel_thr}
+        parts: dict[int, list] = {}  # word-level heads: (first word, probs) per window
         for batch_rows, probs, lengths, rels in self._predict_rows(rows, batch_size, thr):
             names = [r.labels[1] for r in batch_rows]
-            per_row = self.head.candidates(probs, lengths, names,
-                                           threshold=[thresholds[r.text] for r in batch_rows])
+            if self.head.stitched:   # decoded per text once its windows are stitched (below)
+                for j, r in enumerate(batch_rows):
+                    parts.setdefault(r.text, []).append((r.first_word, probs[j, :lengths[j]]))
+                per_row = [[] for _ in batch_rows]
+            else:
+                per_row = self.head.candidates(
+                    probs, lengths, names, threshold=[thresholds[r.text] for r in batch_rows])
             done = 0
             for i, r in enumerate(batch_rows if rels is not None else ()):
                 rel_cands.setdefault(r.text, []).extend(x.shifted(r.first_word) for x in rels[i])
@@ -299,6 +308,11 @@ class GLiNER:
                     for sp in spans)
                 pending[r.text] -= 1
                 done += pending[r.text] == 0
+                if pending[r.text] == 0 and r.text in parts:
+                    word_probs = decoding.stitch_windows(parts.pop(r.text))
+                    cands[r.text] = self.head.candidates(
+                        word_probs[None], [len(word_probs)], [r.labels[1]],
+                        threshold=thresholds[r.text])[0]
             if progress is not None and done:
                 progress(done)
         out = []
@@ -323,26 +337,6 @@ class GLiNER:
                 raise ValueError(f"per-text labels: {len(labels)} label sets for {n} texts")
             return [normalize_labels(x) for x in labels]
         return [normalize_labels(labels)] * n
-
-    def _relation_sets(self, relations, return_relations, n: int) -> list[list[str]] | None:
-        """Relation labels per text (relex models), or None when relations are not wanted."""
-        if not self.extracts_relations:
-            if relations or return_relations:
-                raise ValueError(f"this model ({self.config.family.name}) does not extract "
-                                 "relations; relation labels need a relex model")
-            return None
-        if return_relations is False:
-            return None
-        if relations is None:
-            return [[]] * n
-        if isinstance(relations, str):
-            return [[relations]] * n
-        relations = list(relations)
-        if relations and all(isinstance(x, list | tuple) for x in relations):
-            if len(relations) != n:
-                raise ValueError(f"per-text relations: {len(relations)} label sets for {n} texts")
-            return [list(dict.fromkeys(_relation_labels(x))) for x in relations]
-        return [list(dict.fromkeys(_relation_labels(relations)))] * n
 
     def window_shape(self, size: int | None = None, stride: int | None = None) -> tuple[int, int]:
         """(window size, stride) in words, defaults filled in and checked.
@@ -404,40 +398,15 @@ class GLiNER:
         for lo in range(0, len(order), batch_size):
             chunk = [rows[j] for j in order[lo:lo + batch_size]]
             with_rel = chunk[0].relations is not None
+            rel_kw = {"relations": [r.relations for r in chunk]} if with_rel else {}
             batch = self.processor.encode([r.words for r in chunk],
                                           [r.labels[0] for r in chunk],
-                                          [r.labels[1] for r in chunk], pad=True,
-                                          relations=[r.relations for r in chunk] if with_rel
-                                          else None)
+                                          [r.labels[1] for r in chunk], pad=True, **rel_kw)
             if with_rel:
-                probs, rels = self._relex_rows(batch, chunk, thresholds)
+                probs, rels = relex.relex_rows(self, batch, chunk, thresholds)
             else:
                 probs, rels = self.probs(batch), None
             yield chunk, probs[: len(chunk)], batch.text_lengths[: len(chunk)], rels
-
-    def _relex_rows(self, batch, chunk: list[_Row], thr: dict):
-        """Entity probs and relation candidates (window coordinates) of one relex batch."""
-        if self._tables[0] is not self._state:
-            self._tables = (self._state, _encoder_tables(self._static, self._state))
-        s = batch.shape
-        n_rel = bucket(max(len(r.relations) for r in chunk), 2)
-        probs, words, rel = relex.relex_forward(
-            self._static, self._state, self._tables[1], batch.input_ids, batch.attention_mask,
-            batch.words_mask, batch.text_lengths, num_words=s["W"], num_classes=s["C"],
-            num_relations=n_rel)
-        probs = np.asarray(probs)
-        pick = [[thr[k][r.text] for r in chunk] for k in ("entity", "adjacency", "relation")]
-        selected = relex.select_entities(probs, batch.text_lengths,
-                                         [len(r.labels[1]) for r in chunk], pick[0])
-        if not any(len(x) > 1 for x in selected) or not any(r.relations for r in chunk):
-            return probs, [[] for _ in chunk]
-        ent_idx, ent_mask = relex.pad_entities(selected, s["B"])
-        adj, pair = relex.relation_scores(self._static, self._state, words, batch.text_lengths,
-                                          rel, ent_idx, ent_mask)
-        adj = None if adj is None else np.asarray(adj)
-        return probs, relex.relation_candidates(selected, adj, np.asarray(pair),
-                                                self.config.max_width,
-                                                [r.relations for r in chunk], pick[1], pick[2])
 
     chunk_tokens = 1536  # see probs
 

@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow entities inside entities (default: flat, no overlaps)")
     m.add_argument("--multi-label", action="store_true",
                    help="allow several labels on the same span")
+    m.add_argument("--merge-entities", action="store_true",
+                   help="join an entity to the one before it when they share a label and at "
+                        "most one character separates them (NuNER Zero's post-processing)")
     m.add_argument("-b", "--batch-size", type=_positive, default=8,
                    help="rows per forward pass (default 8)")
     m.add_argument("--window-size", type=_positive, metavar="WORDS",
@@ -238,6 +241,8 @@ def _load_model(args):
     if args.relations and not getattr(model, "extracts_relations", False):
         raise UsageError(f"--relations needs a relation-extraction model (relations_layer in "
                          f"its gliner_config.json); {source} has none")
+    if args.merge_entities and args.relations:
+        raise UsageError("--merge-entities cannot be combined with --relations")
     if (args.relation_threshold is not None or args.adjacency_threshold is not None) \
             and not args.relations:
         raise UsageError("--relation-threshold / --adjacency-threshold need --relations")
@@ -292,7 +297,8 @@ def _predict(model, records: list[Record], args, bar):
             [r.text for r in chunk], [r.labels for r in chunk], batch_size=args.batch_size,
             threshold=args.threshold, flat_ner=not args.nested, multi_label=args.multi_label,
             truncate=args.truncate, window_size=args.window_size,
-            window_stride=args.window_stride, progress=bar.update, **kw)
+            window_stride=args.window_stride, progress=bar.update,
+            **(dict(merge_entities=True) if args.merge_entities else {}), **kw)
         ents, rels = out if relations is not None else (out, [None] * len(chunk))
         yield from zip(chunk, ents, rels, strict=True)
 

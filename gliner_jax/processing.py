@@ -437,7 +437,7 @@ class Processor:
         if relations is not None and self.rel_token is None:
             raise ValueError("relation labels need a relex model (relations_layer in its config)")
         rows_rel = [list(dict.fromkeys(r)) for r in relations] if relations is not None else None
-        prompt_words = [self._prompt(p, rows_rel[i] if rows_rel else ())
+        prompt_words = [self._prompt(p) if rows_rel is None else self._prompt(p, rows_rel[i])
                         for i, p in enumerate(rows_prompts)]
         enc = self.tokenizer(
             [pw + w for pw, w in zip(prompt_words, rows_words, strict=True)],
