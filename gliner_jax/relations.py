@@ -64,6 +64,61 @@ def relation_scores(graphdef, state, words, text_lengths, rel, ent_idx, ent_mask
     return adj, jax.nn.sigmoid(logits.astype(jnp.float32))
 
 
+def _relation_labels(labels) -> list[str]:
+    for x in labels:
+        if not isinstance(x, str) or not x.strip():
+            raise ValueError(f"relation labels must be non-empty strings, got {x!r}")
+    return list(labels)
+
+
+def relation_sets(model, relations, return_relations, n: int) -> list[list[str]] | None:
+    """Relation labels per text (relex models), or None when relations are not wanted."""
+    if not model.extracts_relations:
+        if relations or return_relations:
+            raise ValueError(f"this model ({model.config.family.name}) does not extract "
+                             "relations; relation labels need a relex model")
+        return None
+    if return_relations is False:
+        return None
+    if relations is None:
+        return [[]] * n
+    if isinstance(relations, str):
+        return [[relations]] * n
+    relations = list(relations)
+    if relations and all(isinstance(x, list | tuple) for x in relations):
+        if len(relations) != n:
+            raise ValueError(f"per-text relations: {len(relations)} label sets for {n} texts")
+        return [list(dict.fromkeys(_relation_labels(x))) for x in relations]
+    return [list(dict.fromkeys(_relation_labels(relations)))] * n
+
+
+def relex_rows(model, batch, chunk, thr: dict):
+    """Entity probs and relation candidates (window coordinates) of one relex batch: the rows
+    `chunk` (gliner_jax.model rows with .labels, .relations, .text) of a GLiNER `model`."""
+    from gliner_jax.model import _encoder_tables as encoder_tables
+
+    if model._tables[0] is not model._state:
+        model._tables = (model._state, encoder_tables(model._static, model._state))
+    s = batch.shape
+    n_rel = bucket(max(len(r.relations) for r in chunk), 2)
+    probs, words, rel = relex_forward(
+        model._static, model._state, model._tables[1], batch.input_ids, batch.attention_mask,
+        batch.words_mask, batch.text_lengths, num_words=s["W"], num_classes=s["C"],
+        num_relations=n_rel)
+    probs = np.asarray(probs)
+    pick = [[thr[k][r.text] for r in chunk] for k in ("entity", "adjacency", "relation")]
+    selected = select_entities(probs, batch.text_lengths, [len(r.labels[1]) for r in chunk],
+                               pick[0])
+    if not any(len(x) > 1 for x in selected) or not any(r.relations for r in chunk):
+        return probs, [[] for _ in chunk]
+    ent_idx, ent_mask = pad_entities(selected, s["B"])
+    adj, pair = relation_scores(model._static, model._state, words, batch.text_lengths, rel,
+                                ent_idx, ent_mask)
+    adj = None if adj is None else np.asarray(adj)
+    return probs, relation_candidates(selected, adj, np.asarray(pair), model.config.max_width,
+                                      [r.relations for r in chunk], pick[1], pick[2])
+
+
 def select_entities(probs: np.ndarray, text_lengths, n_labels: Sequence[int],
                     thresholds: Sequence[float]) -> list[np.ndarray]:
     """Per row, the flat span indices (start * K + width, ascending) whose best probability over

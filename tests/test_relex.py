@@ -285,8 +285,8 @@ def test_long_text_windows():
     for s, e in windows:
         row = _Row(0, s, [w for w, _, _ in words[s:e]], (LABELS, LABELS), RELATIONS)
         batch = ours.processor.encode([row.words], [LABELS], relations=[RELATIONS], pad=True)
-        _, rels = ours._relex_rows(batch, [row], {k: [thr] for k in
-                                                 ("entity", "adjacency", "relation")})
+        _, rels = relex.relex_rows(ours, batch, [row], {k: [thr] for k in
+                                                        ("entity", "adjacency", "relation")})
         cands += [r.shifted(s) for r in rels[0]]
     assert cands
     got_e, got_r = ours.inference([text], LABELS, relations=RELATIONS, threshold=thr,
