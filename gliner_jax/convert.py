@@ -129,6 +129,13 @@ def load_gliner(model_dir: str | Path, prec: Precision = Precision(), *,
             f"{d}: the tokenizer has {len(tokenizer)} tokens after adding the GLiNER tokens but "
             f"the checkpoint has {rows.shape[0]} word-embedding rows")
     cfg = dataclasses.replace(cfg, class_token_index=cls_index)
+    if cfg.family.relations:
+        from gliner_jax.processing import relation_token_index
+        try:
+            rel_index = relation_token_index(tokenizer, cfg)
+        except ValueError as e:
+            raise ModelLoadError(f"{d}: {e}") from None
+        cfg = dataclasses.replace(cfg, raw={**cfg.raw, "rel_token_index": rel_index})
     model = model_from_state(cfg, sd, prec, what=f"checkpoint in {d}")
     return model, tokenizer
 

@@ -163,13 +163,37 @@ class Head(NamedTuple):
     candidates: Any      # (probs, text_lengths, label_names, threshold=) -> [[Span]] per row
     tie: Any             # (span, class channel) -> tie-break key among equal scores
     probs_shape: Any     # (B, W, K, C) -> the probabilities' shape
+    # long texts: False = candidates per window, merged (a span lies whole in some window);
+    # True = per-word probabilities stitched over the windows, decoded once per text (an
+    # entity may be longer than the windows' overlap: `stitch_windows`)
+    stitched: bool = False
 
 
 HEADS = {
     "span": Head(candidates, lambda sp, c: (sp.start, sp.end, c), lambda b, w, k, c: (b, w, k, c)),
     "token": Head(token_candidates, lambda sp, c: (sp.start, c, sp.end),
-                  lambda b, w, k, c: (b, w, c, 3)),
+                  lambda b, w, k, c: (b, w, c, 3), stitched=True),
 }
+
+
+def stitch_windows(parts: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:
+    """Per-word probabilities of a whole text from its windows: parts are (first word, probs
+    [words of the window, ...]); each word takes the window in which it sits furthest from an
+    edge (the most context on both sides; ties: the earlier window). One window: itself.
+
+    Token-level models decode entities of any length from start / end / inside scores per word,
+    so an entity longer than the windows' overlap, which no single window holds whole, is found
+    in the stitched scores."""
+    n = max(s + len(p) for s, p in parts)
+    out = np.zeros((n, *parts[0][1].shape[1:]), parts[0][1].dtype)
+    best = np.full(n, -1)
+    for s, p in sorted(parts, key=lambda x: x[0]):
+        w = np.arange(s, s + len(p))
+        margin = np.minimum(w - s, s + len(p) - 1 - w)
+        take = margin > best[w]
+        out[w[take]] = p[take]
+        best[w[take]] = margin[take]
+    return out
 
 
 def greedy_search(spans: Sequence[Span], *, flat_ner: bool = True, multi_label: bool = False,
@@ -232,6 +256,25 @@ def spans_to_entities(spans: Sequence[Span], text: str,
         start, end = offsets[sp.start][0], offsets[sp.end][1]
         out.append({"start": start, "end": end, "text": text[start:end], "label": sp.label,
                     "score": float(sp.score)})
+    return out
+
+
+def merge_entities(entities: Sequence[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """NuNER Zero's post-processing (its model card's `merge_entities`; not in the reference
+    package): walking the entities in order, one that has the label of the entity before it and
+    starts at most one character after its end (a space, any one character, or none) is joined
+    to it: the end and the text (`text[start:end].strip()`) grow, the first score stays.
+    NuNER Zero tags words (max_width 1), so a multi-word name comes out as one entity per word
+    without it. Opt-in: `inference(..., merge_entities=True)`, `predict --merge-entities`."""
+    out: list[dict[str, Any]] = []
+    for e in entities:
+        last = out[-1] if out else None
+        if last is not None and e["label"] == last["label"] and \
+                last["end"] <= e["start"] <= last["end"] + 1:
+            last["end"] = e["end"]
+            last["text"] = text[last["start"]:e["end"]].strip()
+        else:
+            out.append(dict(e))
     return out
 
 

@@ -1,6 +1,10 @@
 """`gliner_jax.GLiNER`: the reference's user API (from_pretrained, predict_entities, inference,
 save_pretrained) on the JAX model, so switching frameworks is changing an import.
 
+Relex models (`relations_layer` in the config) also take relation labels, as the reference's
+`UniEncoderSpanRelexGLiNER`: `inference(..., relations=[...])` returns (entities, relations)
+and `predict_relations` one text's pair (see `gliner_jax.relations`).
+
 Beyond the reference: texts longer than `max_len` words are split into overlapping word windows
 and stitched (the reference silently cuts them); `truncate=True` restores its behaviour, with a
 warning naming how many words were cut.
@@ -20,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from gliner_jax import decoding
+from gliner_jax import relations as relex
 from gliner_jax.convert import load_gliner, resolve_model_dir, save_gliner
 from gliner_jax.layers import Precision
 from gliner_jax.modeling.families import batch_coupled
@@ -102,6 +107,7 @@ class _Row:
     first_word: int           # offset of this row's first word in the text
     words: list[str]
     labels: tuple[list[str], list[str]]   # (prompts, output names)
+    relations: list[str] | None = None    # relation labels (relex models)
 
 
 class GLiNER:
@@ -121,6 +127,7 @@ class GLiNER:
         self.head_name = self.config.family.head
         # batch-coupled span modes (markerV1/V2): the reference's batches, in input order, whole
         self._coupled = batch_coupled(self.config)
+        self.extracts_relations = self.config.family.relations
 
     # -- files ------------------------------------------------------------------------------
 
@@ -166,6 +173,8 @@ class GLiNER:
                          flat_ner: bool = True, multi_label: bool = False,
                          **kwargs) -> list[dict[str, Any]]:
         """Entities of one text: [{"start", "end", "text", "label", "score"}, ...]."""
+        if self.extracts_relations:
+            kwargs.setdefault("return_relations", False)
         return self.inference([text], labels, threshold=threshold, flat_ner=flat_ner,
                               multi_label=multi_label, **kwargs)[0]
 
@@ -174,7 +183,11 @@ class GLiNER:
                   flat_ner: bool | Sequence[bool] = True,
                   multi_label: bool | Sequence[bool] = False, *, truncate: bool = False,
                   window_size: int | None = None, window_stride: int | None = None,
-                  progress: Callable[[int], None] | None = None) -> list[list[dict[str, Any]]]:
+                  progress: Callable[[int], None] | None = None,
+                  relations: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
+                  adjacency_threshold: float | Sequence[float] | None = None,
+                  relation_threshold: float | Sequence[float] | None = None,
+                  return_relations: bool | None = None, merge_entities: bool = False):
         """Entities for each text. `labels`: one set for all texts, or one set per text.
 
         Texts longer than `window_size` words (default: the model's max_len) are predicted in
@@ -187,6 +200,16 @@ class GLiNER:
         `progress(n)` is called after each batch with the number of texts it completed.
         threshold, flat_ner and multi_label may also be given per text (a list, one value per
         text): the server batches requests that ask for different ones.
+
+        Relex models: `relations` (one label, a list, or one list per text) and
+        `return_relations` (default True, as the reference) make the result (entities,
+        relations): per text, [{"head": {"start", "end", "text", "type", "entity_idx"},
+        "tail": {...}, "relation", "score"}, ...]. adjacency_threshold and relation_threshold
+        default to threshold.
+
+        `merge_entities=True`: NuNER Zero's post-processing (`decoding.merge_entities`): an
+        entity that follows one of the same label with at most one character between them is
+        joined to it. Not in the reference; not with relations (it renumbers the entities).
         """
         if isinstance(texts, str):
             raise TypeError("inference takes a list of texts; use predict_entities for one text")
@@ -195,13 +218,40 @@ class GLiNER:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text {i} is {type(t).__name__}, not str")
+        rel_sets = relex.relation_sets(self, relations, return_relations, len(texts))
+        if merge_entities and rel_sets is not None:
+            raise ValueError("merge_entities cannot be combined with relations (it renumbers "
+                             "the entities the relations point at)")
         splits = [split_words(t) for t in texts]
         spans = self._word_spans(splits, label_sets, batch_size=batch_size, threshold=threshold,
                                  flat_ner=flat_ner, multi_label=multi_label, truncate=truncate,
                                  window_size=window_size, window_stride=window_stride,
-                                 progress=progress)
-        return [decoding.spans_to_entities(sp, text, [(a, b) for _, a, b in split])
+                                 progress=progress, relation_sets=rel_sets,
+                                 adjacency_threshold=adjacency_threshold,
+                                 relation_threshold=relation_threshold)
+        if rel_sets is not None:
+            spans, rels = spans
+        ents = [decoding.spans_to_entities(sp, text, [(a, b) for _, a, b in split])
                 for sp, text, split in zip(spans, texts, splits, strict=True)]
+        if merge_entities:
+            ents = [decoding.merge_entities(e, t) for e, t in zip(ents, texts, strict=True)]
+        if rel_sets is None:
+            return ents
+        return ents, [relex.relations_to_dicts(r, e, sp)
+                      for r, e, sp in zip(rels, ents, spans, strict=True)]
+
+    def predict_relations(self, text: str, labels: Labels, relations: str | Sequence[str],
+                          flat_ner: bool = True, threshold: float = 0.5,
+                          adjacency_threshold: float | None = None,
+                          relation_threshold: float | None = None, multi_label: bool = False,
+                          **kwargs) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(entities, relations) of one text (relex models; the reference's signature)."""
+        ents, rels = self.inference([text], labels, relations=relations, flat_ner=flat_ner,
+                                    threshold=threshold, multi_label=multi_label,
+                                    adjacency_threshold=adjacency_threshold,
+                                    relation_threshold=relation_threshold,
+                                    return_relations=True, **kwargs)
+        return ents[0], rels[0]
 
     def predict_word_spans(self, words: Sequence[Sequence[str]], labels: Labels,
                            **kwargs) -> list[list[decoding.Span]]:
@@ -216,12 +266,20 @@ class GLiNER:
                     flat_ner: bool | Sequence[bool] = True,
                     multi_label: bool | Sequence[bool] = False, truncate: bool = False,
                     window_size: int | None = None, window_stride: int | None = None,
-                    progress: Callable[[int], None] | None = None) -> list[list]:
+                    progress: Callable[[int], None] | None = None, relation_sets=None,
+                    adjacency_threshold=None, relation_threshold=None):
+        """Decoded spans per text; with `relation_sets` (relex), (spans, relation candidates)."""
         thresholds = _per_text(threshold, len(splits), "threshold")
+        adj_thr = thresholds if adjacency_threshold is None else _per_text(
+            adjacency_threshold, len(splits), "adjacency_threshold")
+        rel_thr = thresholds if relation_threshold is None else _per_text(
+            relation_threshold, len(splits), "relation_threshold")
         flat = _per_text(flat_ner, len(splits), "flat_ner")
         multi = _per_text(multi_label, len(splits), "multi_label")
         size, stride = self.window_shape(window_size, window_stride)
         rows = list(self._rows(splits, label_sets, truncate, size, stride))
+        for r in rows if relation_sets is not None else ():
+            r.relations = relation_sets[r.text]
         pending = [0] * len(splits)  # rows still to predict, per text
         for r in rows:
             pending[r.text] += 1
@@ -229,17 +287,32 @@ class GLiNER:
         if progress is not None and empty:
             progress(empty)
         cands: dict[int, list[decoding.Span]] = {}
-        for batch_rows, probs, lengths in self._predict_rows(rows, batch_size):
+        rel_cands: dict[int, list[relex.Relation]] = {}
+        thr = {"entity": thresholds, "adjacency": adj_thr, "relation": rel_thr}
+        parts: dict[int, list] = {}  # word-level heads: (first word, probs) per window
+        for batch_rows, probs, lengths, rels in self._predict_rows(rows, batch_size, thr):
             names = [r.labels[1] for r in batch_rows]
-            per_row = self.head.candidates(probs, lengths, names,
-                                           threshold=[thresholds[r.text] for r in batch_rows])
+            if self.head.stitched:   # decoded per text once its windows are stitched (below)
+                for j, r in enumerate(batch_rows):
+                    parts.setdefault(r.text, []).append((r.first_word, probs[j, :lengths[j]]))
+                per_row = [[] for _ in batch_rows]
+            else:
+                per_row = self.head.candidates(
+                    probs, lengths, names, threshold=[thresholds[r.text] for r in batch_rows])
             done = 0
+            for i, r in enumerate(batch_rows if rels is not None else ()):
+                rel_cands.setdefault(r.text, []).extend(x.shifted(r.first_word) for x in rels[i])
             for r, spans in zip(batch_rows, per_row, strict=True):
                 cands.setdefault(r.text, []).extend(
                     sp._replace(start=sp.start + r.first_word, end=sp.end + r.first_word)
                     for sp in spans)
                 pending[r.text] -= 1
                 done += pending[r.text] == 0
+                if pending[r.text] == 0 and r.text in parts:
+                    word_probs = decoding.stitch_windows(parts.pop(r.text))
+                    cands[r.text] = self.head.candidates(
+                        word_probs[None], [len(word_probs)], [r.labels[1]],
+                        threshold=thresholds[r.text])[0]
             if progress is not None and done:
                 progress(done)
         out = []
@@ -248,7 +321,9 @@ class GLiNER:
                                                self.head_name)
             out.append(decoding.greedy_search(merged, flat_ner=flat[i], multi_label=multi[i],
                                               presorted=True))
-        return out
+        if relation_sets is None:
+            return out
+        return out, [relex.merge_relations(rel_cands.get(i, [])) for i in range(len(splits))]
 
     batch_predict_entities = inference  # the reference's deprecated alias
 
@@ -311,9 +386,10 @@ class GLiNER:
         counts = np.bincount([w for w in ids if w is not None], minlength=len(words))
         return counts, limit - prompt
 
-    def _predict_rows(self, rows: list[_Row], batch_size: int):
-        """Yields (rows, probs numpy, text_lengths) per batch; rows sorted by length so padding
-        stays small (kept in input order for batch-coupled span modes, as the reference)."""
+    def _predict_rows(self, rows: list[_Row], batch_size: int, thresholds=None):
+        """Yields (rows, probs numpy, text_lengths, relation candidates per row or None) per
+        batch; rows sorted by length so padding stays small (kept in input order for
+        batch-coupled span modes, as the reference)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         order = list(range(len(rows)))
@@ -321,11 +397,16 @@ class GLiNER:
             order.sort(key=lambda j: len(rows[j].words))
         for lo in range(0, len(order), batch_size):
             chunk = [rows[j] for j in order[lo:lo + batch_size]]
+            with_rel = chunk[0].relations is not None
+            rel_kw = {"relations": [r.relations for r in chunk]} if with_rel else {}
             batch = self.processor.encode([r.words for r in chunk],
                                           [r.labels[0] for r in chunk],
-                                          [r.labels[1] for r in chunk], pad=True)
-            probs = self.probs(batch)
-            yield chunk, probs[: len(chunk)], batch.text_lengths[: len(chunk)]
+                                          [r.labels[1] for r in chunk], pad=True, **rel_kw)
+            if with_rel:
+                probs, rels = relex.relex_rows(self, batch, chunk, thresholds)
+            else:
+                probs, rels = self.probs(batch), None
+            yield chunk, probs[: len(chunk)], batch.text_lengths[: len(chunk)], rels
 
     chunk_tokens = 1536  # see probs
 
@@ -376,7 +457,8 @@ class GLiNER:
         t0, t1 = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 1)
         w = max(int(batch.text_lengths[lo:hi].max()), 1)
         meta = {k: None if getattr(batch, k) is None else getattr(batch, k)[lo:hi]
-                for k in ("words", "prompts", "label_names", "offsets", "texts", "text_index")}
+                for k in ("words", "prompts", "label_names", "offsets", "texts", "text_index",
+                          "relations")}
         part = dataclasses.replace(
             batch, input_ids=batch.input_ids[lo:hi, t0:t1], attention_mask=att[:, t0:t1],
             words_mask=batch.words_mask[lo:hi, t0:t1], text_lengths=batch.text_lengths[lo:hi],

@@ -3,6 +3,7 @@
     python -m gliner_jax.predict --labels person,organization,location "Text one." "Text two."
     python -m gliner_jax.predict --labels @labels.txt --input texts.txt --output out.jsonl
     python -m gliner_jax.predict --labels person --input book.txt --document --format text
+    python -m gliner_jax.predict -m RELEX_MODEL --labels person,company --relations "works at" ...
 
 Inputs: texts as arguments, standard input (one text per line), or `--input FILE` (.txt: one
 text per line, or the whole file with `--document`; .jsonl: {"id", "text", "labels"} per line).
@@ -107,12 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--label-cache", metavar="FILE",
                    help="bi-encoder models: label vectors are read from FILE when it exists, "
                         "else computed once and written there for later runs")
+    m.add_argument("-r", "--relations",
+                   help="relation types (relex models: relations_layer in the config): a comma "
+                        "list (works at,born in) or @FILE; adds \"relations\": [{\"head\", "
+                        "\"tail\", \"relation\", \"score\"}] to each result")
+    m.add_argument("--relation-threshold", type=_fraction, metavar="T",
+                   help="keep relations scoring above this (default: --threshold)")
+    m.add_argument("--adjacency-threshold", type=_fraction, metavar="T",
+                   help="relex models: entity pairs whose adjacency is above this are scored "
+                        "(default: --threshold)")
     m.add_argument("-t", "--threshold", type=_fraction, default=0.5,
                    help="keep spans scoring above this (default 0.5)")
     m.add_argument("--nested", action="store_true",
                    help="allow entities inside entities (default: flat, no overlaps)")
     m.add_argument("--multi-label", action="store_true",
                    help="allow several labels on the same span")
+    m.add_argument("--merge-entities", action="store_true",
+                   help="join an entity to the one before it when they share a label and at "
+                        "most one character separates them (NuNER Zero's post-processing)")
     m.add_argument("-b", "--batch-size", type=_positive, default=8,
                    help="rows per forward pass (default 8)")
     m.add_argument("--window-size", type=_positive, metavar="WORDS",
@@ -225,6 +238,14 @@ def _load_model(args):
         model.window_shape(args.window_size, args.window_stride)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.relations and not getattr(model, "extracts_relations", False):
+        raise UsageError(f"--relations needs a relation-extraction model (relations_layer in "
+                         f"its gliner_config.json); {source} has none")
+    if args.merge_entities and args.relations:
+        raise UsageError("--merge-entities cannot be combined with --relations")
+    if (args.relation_threshold is not None or args.adjacency_threshold is not None) \
+            and not args.relations:
+        raise UsageError("--relation-threshold / --adjacency-threshold need --relations")
     return model
 
 
@@ -263,14 +284,23 @@ def _chunks(records: list[Record], first: int):
 
 
 def _predict(model, records: list[Record], args, bar):
-    """Yields (record, entities) in input order, chunk by chunk."""
+    """Yields (record, entities, relations or None) in input order, chunk by chunk."""
+    relations = parse_labels(args.relations) if args.relations else None
+    kw = {}
+    if relations is not None:
+        kw = dict(relations=relations, relation_threshold=args.relation_threshold,
+                  adjacency_threshold=args.adjacency_threshold, return_relations=True)
+    elif getattr(model, "extracts_relations", False):
+        kw = dict(return_relations=False)
     for chunk in _chunks(records, args.batch_size):
-        ents = model.inference(
+        out = model.inference(
             [r.text for r in chunk], [r.labels for r in chunk], batch_size=args.batch_size,
             threshold=args.threshold, flat_ner=not args.nested, multi_label=args.multi_label,
             truncate=args.truncate, window_size=args.window_size,
-            window_stride=args.window_stride, progress=bar.update)
-        yield from zip(chunk, ents, strict=True)
+            window_stride=args.window_stride, progress=bar.update,
+            **(dict(merge_entities=True) if args.merge_entities else {}), **kw)
+        ents, rels = out if relations is not None else (out, [None] * len(chunk))
+        yield from zip(chunk, ents, rels, strict=True)
 
 
 def _write(pairs, out, fmt: str, bar) -> int:
@@ -280,14 +310,14 @@ def _write(pairs, out, fmt: str, bar) -> int:
     if fmt == "json":
         pairs = list(pairs)
         bar.clear()
-        json.dump([result(r, e) for r, e in pairs], out, ensure_ascii=False, indent=2)
+        json.dump([result(r, e, rel) for r, e, rel in pairs], out, ensure_ascii=False, indent=2)
         out.write("\n")
-        return sum(len(e) for _, e in pairs)
+        return sum(len(e) for _, e, _ in pairs)
     n, color, palette = 0, fmt == "text" and use_color(out), {}
     shared = not bar.disable and _isatty(out) and _isatty(bar.fp)
-    for r, e in pairs:
-        line = to_json_line(r, e) if fmt == "jsonl" else to_text(r, e, color=color,
-                                                                   palette=palette)
+    for r, e, rel in pairs:
+        line = to_json_line(r, e, rel) if fmt == "jsonl" else to_text(
+            r, e, color=color, palette=palette, relations=rel)
         if shared:
             bar.clear()
         out.write(line + "\n")

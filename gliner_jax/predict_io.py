@@ -157,12 +157,17 @@ def _jsonl_record(line: str, where: str, index: int, policy: ErrorPolicy) -> lis
 # outputs
 
 
-def result(record: Record, entities: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"id": record.id, "entities": entities}
+def result(record: Record, entities: list[dict[str, Any]],
+           relations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    out = {"id": record.id, "entities": entities}
+    if relations is not None:  # relex models with --relations
+        out["relations"] = relations
+    return out
 
 
-def to_json_line(record: Record, entities: list[dict[str, Any]]) -> str:
-    return json.dumps(result(record, entities), ensure_ascii=False)
+def to_json_line(record: Record, entities: list[dict[str, Any]],
+                 relations: list[dict[str, Any]] | None = None) -> str:
+    return json.dumps(result(record, entities, relations), ensure_ascii=False)
 
 
 _COLORS = (36, 33, 35, 32, 34, 31)  # cyan, yellow, magenta, green, blue, red
@@ -196,11 +201,14 @@ def mark_inline(text: str, entities: Sequence[dict[str, Any]], *, color: bool = 
 
 
 def to_text(record: Record, entities: list[dict[str, Any]], *, color: bool = False,
-            palette: dict[str, int] | None = None) -> str:
+            palette: dict[str, int] | None = None,
+            relations: list[dict[str, Any]] | None = None) -> str:
     marked = mark_inline(record.text, entities, color=color, palette=palette)
-    if "\n" in record.text:
-        return f"# {record.id}\n{marked}"
-    return f"{record.id}: {marked}"
+    out = f"# {record.id}\n{marked}" if "\n" in record.text else f"{record.id}: {marked}"
+    for r in relations or ():  # one line per relation: head --relation score--> tail
+        out += (f"\n  {r['head']['text']} --{r['relation']} {r['score']:.2f}--> "
+                f"{r['tail']['text']}")
+    return out
 
 
 def use_color(stream) -> bool:

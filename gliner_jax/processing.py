@@ -143,7 +143,12 @@ def load_tokenizer(model_dir: str | Path, gliner_config, *, local_files_only: bo
 
     cfg = gliner_config
     if cfg.class_token_index == -1 or cfg.vocab_size == -1:
-        # BaseGLiNER._resize_token_embeddings + BaseEncoderGLiNER.set_class_indices
+        # BaseGLiNER._resize_token_embeddings + BaseEncoderGLiNER.set_class_indices; relex
+        # models (UniEncoderSpanRelexGLiNER._get_special_tokens) add <<REL>> instead of [FLERT]
+        if cfg.family.relations:
+            tokenizer.add_tokens([cfg.ent_token, cfg.sep_token, relation_token(cfg)],
+                                 special_tokens=True)
+            return tokenizer, len(tokenizer) - 3
         tokenizer.add_tokens(["[FLERT]", cfg.ent_token, cfg.sep_token], special_tokens=True)
         return tokenizer, len(tokenizer) - 2
 
@@ -166,6 +171,26 @@ def load_tokenizer(model_dir: str | Path, gliner_config, *, local_files_only: bo
         warnings.warn(f"config vocab_size={cfg.vocab_size} differs from the tokenizer size ({n})",
                       UserWarning, stacklevel=2)
     return tokenizer, cfg.class_token_index
+
+
+def relation_token(cfg) -> str:
+    return cfg.raw.get("rel_token") or "<<REL>>"
+
+
+def relation_token_index(tokenizer, cfg) -> int:
+    """The id of the relation marker (<<REL>>) of a relex model, as the reference resolves it:
+    the configured `rel_token_index` when the config's indices are set, else the id of the
+    token `load_tokenizer` added."""
+    tok = relation_token(cfg)
+    configured = int(cfg.raw.get("rel_token_index", -1) or -1)
+    if configured >= 0 and cfg.class_token_index != -1 and cfg.vocab_size != -1:
+        if not configured < len(tokenizer):
+            raise ValueError(f"rel_token_index={configured} is out of range for the tokenizer "
+                             f"(len={len(tokenizer)})")
+        return configured
+    if _token_missing(tokenizer, tok):
+        raise ValueError(f"the relation marker {tok!r} is not in the tokenizer vocabulary")
+    return int(tokenizer.convert_tokens_to_ids(tok))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,6 +225,7 @@ class Batch:
     offsets: list[list[tuple[int, int]]] | None = None  # per row: word char spans (texts only)
     texts: list[str] | None = None  # per row: the original text
     text_index: list[int] | None = None  # per row: index of the text in the caller's list
+    relations: list[list[str]] | None = None  # per row: relation labels (relex models)
 
     @property
     def num_rows(self) -> int:
@@ -316,7 +342,8 @@ class Processor:
 
     def __init__(self, tokenizer, class_token_index: int, *, max_width: int = 12,
                  max_len: int = 384, ent_token: str = "<<ENT>>", sep_token: str = "<<SEP>>",
-                 buckets: BucketPolicy | None = None, head: str = "span"):
+                 buckets: BucketPolicy | None = None, head: str = "span",
+                 rel_token: str | None = None):
         self.tokenizer = tokenizer
         self.class_token_index = int(class_token_index)
         self.max_width = int(max_width)
@@ -325,6 +352,7 @@ class Processor:
         self.sep_token = sep_token
         self.buckets = buckets
         self.head = head  # the model family's head: which training targets encode builds
+        self.rel_token = rel_token  # relex models: the prompt gets a relation part
         self.pad_token_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                                 else 0)
         mml = getattr(tokenizer, "model_max_length", None)
@@ -336,7 +364,8 @@ class Processor:
         cfg = gliner_config
         return cls(tokenizer, class_token_index, max_width=cfg.max_width, max_len=cfg.max_len,
                    ent_token=cfg.ent_token, sep_token=cfg.sep_token, buckets=buckets,
-                   head=cfg.family.head)
+                   head=cfg.family.head,
+                   rel_token=relation_token(cfg) if cfg.family.relations else None)
 
     def default_buckets(self) -> BucketPolicy:
         return BucketPolicy(max_tokens=self.model_max_length)
@@ -355,19 +384,26 @@ class Processor:
             words = words[: self.max_len]
         return words
 
-    def _prompt(self, prompts: Sequence[str]) -> list[str]:
+    def _prompt(self, prompts: Sequence[str], relations: Sequence[str] = ()) -> list[str]:
         out = []
         for p in prompts:
             # an empty label (training: an example without entities) adds only the marker
             out += [self.ent_token, p] if p else [self.ent_token]
-        return out + [self.sep_token]
+        out.append(self.sep_token)
+        if self.rel_token is not None:
+            # RelationExtractionSpanProcessor.prepare_inputs: <<REL>> r ... <<SEP>>, always
+            for r in relations:
+                out += [self.rel_token, str(r)]
+            out.append(self.sep_token)
+        return out
 
     # -- batches ---------------------------------------------------------------------------
 
     def encode(self, words: Sequence[Sequence[str]], prompts: Sequence[Sequence[str]],
                label_names: Sequence[Sequence[str]] | None = None,
                ner: Sequence[Sequence[Sequence[Any]]] | None = None, *,
-               pad: bool | None = None, **metadata) -> Batch:
+               pad: bool | None = None, relations: Sequence[Sequence[str]] | None = None,
+               **metadata) -> Batch:
         """Rows of (words, prompt labels) -> Batch. `prompts` may be one list shared by all rows.
 
         `ner` (optional, training): gold spans [start, end_inclusive, label] per row, with
@@ -398,7 +434,11 @@ class Processor:
 
         text_ids = metadata.get("text_index") or list(range(n_rows))  # names rows in warnings
         rows_words = [self._truncate(w, text_ids[i]) for i, w in enumerate(words)]
-        prompt_words = [self._prompt(p) for p in rows_prompts]
+        if relations is not None and self.rel_token is None:
+            raise ValueError("relation labels need a relex model (relations_layer in its config)")
+        rows_rel = [list(dict.fromkeys(r)) for r in relations] if relations is not None else None
+        prompt_words = [self._prompt(p) if rows_rel is None else self._prompt(p, rows_rel[i])
+                        for i, p in enumerate(rows_prompts)]
         enc = self.tokenizer(
             [pw + w for pw, w in zip(prompt_words, rows_words, strict=True)],
             is_split_into_words=True, truncation=True, padding="longest")
@@ -426,7 +466,7 @@ class Processor:
         batch = Batch(input_ids=input_ids, attention_mask=attention_mask, words_mask=words_mask,
                       text_lengths=text_lengths, span_mask=span_mask, prompt_mask=prompt_mask,
                       labels=labels, words=rows_words, prompts=rows_prompts,
-                      label_names=rows_names, **metadata)
+                      label_names=rows_names, relations=rows_rel, **metadata)
         if pad if pad is not None else self.buckets is not None:
             batch = self.pad(batch)
         return batch

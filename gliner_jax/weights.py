@@ -30,8 +30,10 @@ LEAF_TABLE: tuple[tuple[str, str, Callable[[np.ndarray], np.ndarray]], ...] = (
 )
 # NNX attribute names that differ from torch module names (torch Sequential indices):
 # Linear-ReLU-Dropout-Linear MLPs (`in_proj`, `out_proj`), Sequential(Linear, ReLU) (`linear_0`),
-# Sequential(ReLU, Linear) (`linear_1`).
-MODULE_RENAMES = {"in_proj": "0", "out_proj": "3", "linear_0": "0", "linear_1": "1"}
+# Sequential(ReLU, Linear) (`linear_1`), Sequential(Linear, ReLU, Linear) (`linear_0`,
+# `linear_2`: the relex MLP adjacency).
+MODULE_RENAMES = {"in_proj": "0", "out_proj": "3", "linear_0": "0", "linear_1": "1",
+                  "linear_2": "2"}
 # Checkpoint entries that are buffers, not weights: accepted and ignored, by name.
 KNOWN_BUFFERS = ("embeddings.position_ids",)
 # Wrapper prefixes stripped from checkpoint keys (GLiNER wrapper, torch.compile).

@@ -164,3 +164,53 @@ def test_entities_match_predict_entities(scored_model, labels, flat_ner, multi_l
     assert ours == expected
     assert sum(map(len, expected)) > 2
     assert ours[1] == []
+
+
+def _model_card_merge(entities, text):
+    """NuNER Zero's model card `merge_entities` (text is a global there), as published."""
+    if not entities:
+        return []
+    merged = []
+    current = entities[0]
+    for next_entity in entities[1:]:
+        if next_entity["label"] == current["label"] and (
+                next_entity["start"] == current["end"] + 1
+                or next_entity["start"] == current["end"]):
+            current["text"] = text[current["start"]: next_entity["end"]].strip()
+            current["end"] = next_entity["end"]
+        else:
+            merged.append(current)
+            current = next_entity
+    merged.append(current)
+    return merged
+
+
+MERGE_TEXT = "Barack Obama met Angela Merkel in New  York,Paris and Berlin-Mitte ."
+
+
+def _ent(text, word, label, score=0.9, nth=0):
+    start = -1
+    for _ in range(nth + 1):
+        start = text.index(word, start + 1)
+    return {"start": start, "end": start + len(word), "text": word, "label": label,
+            "score": score}
+
+
+@pytest.mark.parametrize("names", [
+    [],                                                            # nothing
+    [("Barack", "person"), ("Obama", "person")],                   # one space: merged
+    [("Barack", "person"), ("Obama", "location")],                 # other label: kept apart
+    [("Angela", "person"), ("Merkel", "person"), ("in", "person")],  # a chain of three
+    [("New", "location"), ("York", "location")],                   # two spaces: kept apart
+    [("York", "location"), (",", "location"), ("Paris", "location")],  # no gap: merged
+    [("Obama", "person"), ("Angela", "person")],                   # a word between: apart
+    [("Berlin", "location"), ("Mitte", "location")],               # one non-space character
+])
+def test_merge_entities_matches_the_model_card(names):
+    ents = [_ent(MERGE_TEXT, w, lab, score=0.5 + i / 10) for i, (w, lab) in enumerate(names)]
+    want = _model_card_merge([dict(e) for e in ents], MERGE_TEXT)
+    got = D.merge_entities(ents, MERGE_TEXT)
+    assert got == want
+    assert len(got) <= len(ents)
+    assert ents == [_ent(MERGE_TEXT, w, lab, score=0.5 + i / 10)   # inputs left untouched
+                    for i, (w, lab) in enumerate(names)]

@@ -175,7 +175,7 @@ def test_round_trip_to_reference_and_back(ref_model, ours, tmp_path):
 
 @pytest.mark.parametrize("edit,needle", [
     ({"span_mode": "spiral"}, "unknown span_mode 'spiral'"),
-    ({"relations_layer": "biaffine"}, "model family 'gliner_uni_encoder_span_relex'"),
+    ({"relations_layer": "biaffine"}, "relations_layer 'biaffine' is not supported"),
     ({"labels_decoder": "gpt2"}, "model family 'gliner_uni_encoder_span_decoder'"),
     ({"span_mode": "token_level", "represent_spans": True}, "represent_spans = True"),
 ])
@@ -200,7 +200,8 @@ WINDOW_MODELS = ["markerV0", "markerV1", "conv_share", "token_level", "nuner_zer
 @pytest.mark.parametrize("name", WINDOW_MODELS)
 def test_long_text_windows(name):
     """A text longer than the window, in windows of 8 words every 5: the result is the greedy
-    decoding of the candidates of every window predicted alone, merged by max score."""
+    decoding of the candidates of every window predicted alone, merged by max score (token
+    level: of the windows' word scores stitched, `decoding.stitch_windows`)."""
     from gliner_jax import decoding
     from gliner_jax.model import plan_windows
     from gliner_jax.processing import split_words
@@ -219,9 +220,14 @@ def test_long_text_windows(name):
     # the first threshold that leaves candidates, whatever the random model's score range
     scores = np.concatenate([p[0, :size, ..., :len(LABELS)].ravel() for _, _, p in alone])
     for thr in (0.5, *np.quantile(scores, [0.8, 0.6, 0.4]).tolist()):
-        cands = [sp._replace(start=sp.start + s, end=sp.end + s) for s, batch, probs in alone
-                 for sp in ours.head.candidates(probs, batch.text_lengths, [LABELS],
-                                                threshold=thr)[0]]
+        if ours.head.stitched:   # token level: the windows' word scores stitched, then decoded
+            word_probs = decoding.stitch_windows([(s, p[0, :size]) for s, _, p in alone])
+            cands = ours.head.candidates(word_probs[None], [len(words)], [LABELS],
+                                         threshold=thr)[0]
+        else:
+            cands = [sp._replace(start=sp.start + s, end=sp.end + s) for s, batch, probs in alone
+                     for sp in ours.head.candidates(probs, batch.text_lengths, [LABELS],
+                                                    threshold=thr)[0]]
         if cands:
             break
     assert cands
@@ -235,3 +241,63 @@ def test_long_text_windows(name):
             [(e["start"], e["end"], e["label"]) for e in want]
         np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in want],
                                    rtol=1e-5)
+
+
+def test_merge_entities_option(capsys):
+    """NuNER Zero's merge_entities (opt-in): the API and `predict --merge-entities` give the
+    model card's function applied to the plain result."""
+    import copy
+
+    from test_decoding import _model_card_merge
+
+    from gliner_jax import predict
+
+    ours = _api("nuner_zero_like")
+    for thr in (0.5, 0.3, 0.2, 0.1, 0.05):
+        plain = ours.inference(TEXTS, LABELS, threshold=thr)
+        merged = ours.inference(TEXTS, LABELS, threshold=thr, merge_entities=True)
+        if sum(map(len, merged)) < sum(map(len, plain)):
+            break
+    assert sum(map(len, merged)) < sum(map(len, plain))       # something was merged
+    assert merged == [_model_card_merge(copy.deepcopy(p), t)
+                      for p, t in zip(plain, TEXTS, strict=True)]
+    texts = [t for t in TEXTS if t.strip()]
+    args = ["-m", str(_build("nuner_zero_like")[1]), "-l", ",".join(LABELS), "-t", str(thr),
+            "--merge-entities", "--cache-dir", "none", "-q", *texts]
+    assert predict.main(args) == 0
+    lines = [json.loads(x)["entities"] for x in capsys.readouterr().out.splitlines()]
+    assert lines == json.loads(json.dumps([m for m, t in zip(merged, TEXTS, strict=True)
+                                           if t.strip()]))
+
+
+def test_token_level_entity_longer_than_the_window_overlap():
+    """Windows of 8 words every 5 (overlap 3): a 10-word entity lies whole in no window, yet the
+    token-level model finds it from the stitched word scores. The model's scores are replaced by
+    ones read off the words (B: start, I: inside, E: end), through the whole windowed API."""
+    ours = _api("token_level")
+    words = "x x x B I I I I I I I I E x x x x x x B E x".split()   # entities 3-12 and 19-20
+    text = " ".join(words)
+
+    def probs(batch):
+        out = np.full(ours.head.probs_shape(*batch.span_mask.shape, batch.prompt_mask.shape[1]),
+                      0.01, np.float32)
+        for b, row in enumerate(batch.words):
+            for w, word in enumerate(row):
+                out[b, w, 1] = [0.01, 0.01, 0.01]
+                if word in "BIE":
+                    out[b, w, 1] = [0.9 if word == "B" else 0.01, 0.9 if word == "E" else 0.01,
+                                    0.8]
+        return out
+
+    ours.probs = probs
+    try:
+        got = ours.inference([text], LABELS, window_size=8, window_stride=5, threshold=0.5)[0]
+        whole = ours.inference([text], LABELS, threshold=0.5)[0]   # one window: the reference
+    finally:
+        del ours.probs
+    want = [(text.index("B"), text.index("E") + 1, LABELS[1]),
+            (text.rindex("B"), text.rindex("E") + 1, LABELS[1])]
+    assert [(e["start"], e["end"], e["label"]) for e in whole] == want
+    assert [(e["start"], e["end"], e["label"]) for e in got] == want
+    assert got[0]["text"].split() == words[3:13]
+    np.testing.assert_allclose([e["score"] for e in got], [0.8, 0.8], rtol=1e-6)

@@ -16,6 +16,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from train.config import LossConfig, OptimConfig
+from train.relex_loss import relex_loss
 
 # batch arrays and their rank, with the leading micro-batch axis: [A, b, ...]
 BATCH_RANKS = {"input_ids": 3, "attention_mask": 3, "words_mask": 3, "text_lengths": 2,
@@ -28,10 +29,14 @@ BATCH_RANKS = {"input_ids": 3, "attention_mask": 3, "words_mask": 3, "text_lengt
 
 def focal_terms(logits, labels, cfg: LossConfig):
     """gliner 0.2.29 `focal_loss_with_logits`, elementwise (GLINER_SPEC 5.3)."""
-    dt = logits.dtype
+    return focal_from_probs(jax.nn.sigmoid(logits), labels, cfg)
+
+
+def focal_from_probs(p, labels, cfg: LossConfig):
+    """`focal_loss_with_logits(..., normalize_prob=False)`: the same terms from probabilities."""
+    dt = p.dtype
     y = labels.astype(dt)
     ys = y * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
-    p = jax.nn.sigmoid(logits)
     pm = jnp.clip(p - cfg.prob_margin, 0.0, 1.0)
     # reference: log of probabilities clamped at eps=1e-6, not BCE-with-logits
     loss = -ys * jnp.log(jnp.maximum(p, 1e-6)) - (1 - ys) * jnp.log(jnp.maximum(1 - pm, 1e-6))
@@ -101,20 +106,30 @@ def reseed(model: nnx.Module, key) -> None:
         stream.count.set_value(jnp.zeros((), jnp.uint32))
 
 
-def batch_loss(params, graphdef, rest, batch, loss_cfg: LossConfig, key=None):
-    """Loss of one (micro-)batch. `key`: dropout / masking key, None when dropout is off."""
-    model = nnx.merge(graphdef, params, rest)
-    if key is not None:
-        reseed(model, jax.random.fold_in(key, 0))
+def head_loss(model, batch, loss_cfg: LossConfig, mask_key=None):
+    """The loss of a family whose loss is its head's (LOSSES) on the model's logits."""
     _, w, _, c = batch["labels"].shape
     logits, prompt_mask = model(batch["input_ids"], batch["attention_mask"],
                                 batch["words_mask"], batch["text_lengths"],
                                 num_words=w, num_classes=c)
     dt = jnp.promote_types(logits.dtype, jnp.float32)  # bf16 compute: the loss in float32
-    mask_key = None if key is None else jax.random.fold_in(key, 1)
     loss_fn = LOSSES[model.config.family.head]
     return loss_fn(logits.astype(dt), batch["labels"], prompt_mask, batch["span_mask"],
                    loss_cfg, mask_key)
+
+
+# families whose loss is more than their head's (the model family's name -> loss)
+FAMILY_LOSSES = {"gliner_uni_encoder_span_relex": relex_loss}
+
+
+def batch_loss(params, graphdef, rest, batch, loss_cfg: LossConfig, key=None):
+    """Loss of one (micro-)batch. `key`: dropout / masking key, None when dropout is off."""
+    model = nnx.merge(graphdef, params, rest)
+    if key is not None:
+        reseed(model, jax.random.fold_in(key, 0))
+    mask_key = None if key is None else jax.random.fold_in(key, 1)
+    loss_fn = FAMILY_LOSSES.get(model.config.family.name, head_loss)
+    return loss_fn(model, batch, loss_cfg, mask_key)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from gliner_jax.layers import Precision
 from gliner_jax.modeling import span_conv, span_rep
 from gliner_jax.modeling.biencoder import BiEncoderSpanModel
 from gliner_jax.modeling.gliner import SpanModel, TokenModel
+from gliner_jax.modeling.relex import RelexModel, relex_settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Family:
     model: type | None                         # None: recognised, not supported
     head: str                                  # "span" | "token" (see the module docstring)
     matches: Callable[[GlinerConfig], bool]
+    relations: bool = False                    # also extracts relations (modeling/relex.py)
+    check: Callable[[GlinerConfig], object] | None = None  # raises a ConfigError naming a key
 
 
 def _raw(key: str):
@@ -74,7 +77,8 @@ FAMILIES: tuple[Family, ...] = (
            lambda c: c.raw.get("model_type") == "gliner_streaming_span"),
     Family("gliner_uni_encoder_token_relex", None, "token",
            lambda c: _raw("relations_layer")(c) and _token(c)),
-    Family("gliner_uni_encoder_span_relex", None, "span", _raw("relations_layer")),
+    Family("gliner_uni_encoder_span_relex", RelexModel, "span", _raw("relations_layer"),
+           relations=True, check=relex_settings),
     Family("gliner_uni_encoder_token_decoder", None, "token",
            lambda c: _raw("labels_decoder")(c) and _token(c)),
     Family("gliner_uni_encoder_span_decoder", None, "span", _raw("labels_decoder")),
@@ -101,6 +105,8 @@ def family_of(cfg: GlinerConfig) -> Family:
                           f"{', '.join(f.name for f in FAMILIES if f.model is not None)}")
     if fam.head == "span":
         span_mode(cfg.span_mode)
+    if fam.check is not None:
+        fam.check(cfg)
     return fam
 
 

@@ -94,8 +94,15 @@ class UniEncoder(nnx.Module):
     def words_and_prompts(self, input_ids, attention_mask, words_mask, text_lengths, *,
                           num_words: int, num_classes: int, encoder_tables=None):
         """(words [B,W,D] after the BiLSTM, raw prompt vectors [B,C,D], prompt mask [B,C])."""
-        cfg = self.config
         h = self.token_rep_layer(input_ids, attention_mask, encoder_tables)
+        return self.words_and_prompts_from(h, input_ids, attention_mask, words_mask,
+                                           text_lengths, num_words=num_words,
+                                           num_classes=num_classes)
+
+    def words_and_prompts_from(self, h, input_ids, attention_mask, words_mask, text_lengths, *,
+                               num_words: int, num_classes: int):
+        """words_and_prompts from the encoder's hidden states h [B,T,D]."""
+        cfg = self.config
         prompts, prompt_mask = gather_prompts(h, input_ids, attention_mask,
                                               cfg.class_token_index, num_classes,
                                               cfg.embed_ent_token)

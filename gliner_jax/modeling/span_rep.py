@@ -105,6 +105,18 @@ class _MarkerMLP(nnx.Module):
             a, e, q, q0, keep)
 
 
+    def span_vectors(self, words, text_lengths, starts, ends):
+        """The reference's span representations out_project(relu([S[s]; E[e]; X])) of the
+        given spans only: starts / ends [B,E] word indices (end inclusive) -> [B,E,D]. Relation
+        extraction needs the vectors themselves, not their scores."""
+        b = jnp.arange(words.shape[0])[:, None]
+        parts = [self.project_start(words)[b, starts], self.project_end(words)[b, ends]]
+        x = self.context(words, text_lengths)
+        if x is not None:
+            parts.append(jnp.broadcast_to(x[:, None], parts[0].shape))
+        return self.out_project(jax.nn.relu(jnp.concatenate(parts, axis=-1)))
+
+
 class SpanMarkerV0(_MarkerMLP):
     """span_mode markerV0 (the released GLiNER v2.x models)."""
 
@@ -157,6 +169,14 @@ class SpanMarker(nnx.Module):
         L, K = a.shape[1], self.max_width
         b = jnp.pad(b, ((0, 0), (0, K - 1), (0, 0)))
         return jnp.stack([a + b[:, k:k + L] for k in range(K)], axis=2)
+
+
+    def span_vectors(self, words, text_lengths, starts, ends):
+        """out_project(relu([S[s]; E[e]])) of the given spans: [B,E] indices -> [B,E,D]."""
+        b = jnp.arange(words.shape[0])[:, None]
+        cat = jnp.concatenate([self.project_start(words)[b, starts],
+                               self.project_end(words)[b, ends]], axis=-1)
+        return self.out_project(jax.nn.relu(cat))
 
 
 def span_kernel(a, e, q, q0, max_width: int, keep=None):
