@@ -389,13 +389,15 @@ def _agree(hosts: Hosts, error: Exception | None) -> None:
 
 
 def _read_share(args, hosts: Hosts, policy: ErrorPolicy):
-    """({chunk: records} of this process, number of chunks, from_file, records in all)."""
+    """({chunk: its records} of this process's chunks, number of chunks, from_file)."""
     labels = parse_labels(args.labels) if args.labels is not None else None
     units, name, fmt, from_file = _read_units(args)
     bounds = chunk_bounds(len(units), args.batch_size, MAX_CHUNK)
-    mine = {k: _attach_labels(_parse(units[lo:hi], lo, name, fmt, args, policy), labels, policy)
+    mine = {k: _parse(units[lo:hi], lo, name, fmt, args, policy)
             for k, (lo, hi) in enumerate(bounds) if hosts.mine(k)}
-    return mine, len(bounds), from_file
+    if labels is None and mine and not any(r.labels for c in mine.values() for r in c):
+        _attach_labels([r for c in mine.values() for r in c], labels, policy)  # raises
+    return {k: _attach_labels(c, labels, policy) for k, c in mine.items()}, len(bounds), from_file
 
 
 def run(args, hosts: Hosts) -> int:
