@@ -103,7 +103,7 @@ class BiEncoderGLiNER(GLiNER):
             model.config = dataclasses.replace(model.config, max_len=int(max_length))
         return cls(model, tokenizer, labels_tokenizer, buckets=buckets)
 
-    def save_pretrained(self, out_dir, dtype=None) -> Path:
+    def _save_local(self, out_dir, dtype) -> Path:
         nnx.update(self.model, self._state)
         return save_biencoder(self.model, self.tokenizer, self.labels_tokenizer, out_dir,
                               dtype=dtype)

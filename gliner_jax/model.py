@@ -159,8 +159,23 @@ class GLiNER:
             model.config = dataclasses.replace(model.config, max_len=int(max_length))
         return cls(model, tokenizer, buckets=buckets)
 
-    def save_pretrained(self, out_dir: str | Path, dtype=None) -> Path:
-        """Write the reference layout; `gliner.GLiNER.from_pretrained(out_dir)` loads it."""
+    def save_pretrained(self, out_dir: str | Path, dtype=None, *, push_to_hub: bool = False,
+                        repo_id: str | None = None, **push_to_hub_kwargs) -> Path | str:
+        """Write the reference layout; `gliner.GLiNER.from_pretrained(out_dir)` loads it.
+
+        push_to_hub: also upload the directory to the hub repo `repo_id` (default: the
+        directory's name, as the reference), created if missing, in one commit; returns the
+        commit's URL then. push_to_hub_kwargs: commit_message, private, token, branch,
+        create_pr (the reference's names). HF_ENDPOINT and HF_TOKEN apply.
+        """
+        out = self._save_local(out_dir, dtype)
+        if not push_to_hub:
+            return out
+        from gliner_jax.hub import upload
+
+        return upload(out, repo_id or Path(out_dir).name, **push_to_hub_kwargs)
+
+    def _save_local(self, out_dir, dtype) -> Path:
         nnx.update(self.model, self._state)
         return save_gliner(self.model, self.tokenizer, out_dir, dtype=dtype)
 
