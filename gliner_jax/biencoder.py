@@ -103,7 +103,7 @@ class BiEncoderGLiNER(GLiNER):
             model.config = dataclasses.replace(model.config, max_len=int(max_length))
         return cls(model, tokenizer, labels_tokenizer, buckets=buckets)
 
-    def save_pretrained(self, out_dir, dtype=None) -> Path:
+    def _save_local(self, out_dir, dtype) -> Path:
         nnx.update(self.model, self._state)
         return save_biencoder(self.model, self.tokenizer, self.labels_tokenizer, out_dir,
                               dtype=dtype)
@@ -219,6 +219,7 @@ class BiEncoderGLiNER(GLiNER):
         d = self.config.hidden_size
         folded = terms["prompts"].shape[0] * 3 < 4 * d  # see span_logits_shared
         probs = _bi_span_probs(self._static, self._state, self._tables[1], terms, gather,
-                               batch.input_ids, batch.attention_mask, batch.words_mask,
+                               *self._place_rows(batch.input_ids, batch.attention_mask,
+                                                 batch.words_mask),
                                num_words=s["W"], folded=folded)
         return np.asarray(probs)

@@ -1,6 +1,7 @@
 """The Hugging Face hub: downloading a model repo into the local cache (huggingface_hub's
-`snapshot_download`, so HF_ENDPOINT, HF_HOME, HF_TOKEN and HF_HUB_OFFLINE apply). Every failure
-becomes one HubError line that names the repo.
+`snapshot_download`, so HF_ENDPOINT, HF_HOME, HF_TOKEN and HF_HUB_OFFLINE apply), and uploading a
+saved model directory (`create_repo` + `upload_folder`). Every failure becomes one HubError line
+that names the repo.
 """
 
 from __future__ import annotations
@@ -63,6 +64,35 @@ def download(repo_id: str, *, revision: str | None = None, cache_dir: str | Path
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "?"
         raise HubError(f"{at}: the hub answered HTTP {status}") from None
+
+
+def upload(folder: str | Path, repo_id: str, *, commit_message: str | None = None,
+           private: bool | None = None, token: str | bool | None = None,
+           branch: str | None = None, create_pr: bool | None = None) -> str:
+    """Push the files of `folder` to the model repo `repo_id` (created if missing) in one
+    commit on `branch` (default main); the commit's URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    if not (looks_like_repo_id(repo_id) or looks_like_repo_id(f"user/{repo_id}")):
+        raise HubError(f"push_to_hub: {repo_id!r} is not a hub repo id (NAME or ORG/NAME)")
+    api = HfApi(token=token)
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=branch,
+                                 create_pr=create_pr,
+                                 commit_message=commit_message or "Push model using gliner_jax")
+    except RepositoryNotFoundError:
+        raise HubError(f"{repo_id}: no such model repo on the hub, and it could not be "
+                       "created (log in: hf auth login, or HF_TOKEN)") from None
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else "?"
+        why = " (log in: hf auth login, or HF_TOKEN)" if status in (401, 403) else ""
+        raise HubError(f"push_to_hub {repo_id}: the hub answered HTTP {status}{why}") from None
+    except _transport_errors() as e:
+        raise HubError(f"push_to_hub {repo_id}: the hub cannot be reached "
+                       f"({type(e).__name__})") from None
+    return str(info)
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,9 @@ class GLiNER:
     """A GLiNER model (any family of `modeling.families`) with its tokenizer. Build it with
     `GLiNER.from_pretrained`."""
 
+    mesh: jax.sharding.Mesh | None = None  # set by use_mesh: batch rows split over its devices
+    _shards = 1                            # pieces the mesh splits a batch's rows into
+
     def __init__(self, model: nnx.Module, tokenizer, *, buckets: BucketPolicy | None = None):
         self.model = model
         self.config = model.config
@@ -162,10 +166,53 @@ class GLiNER:
             model.config = dataclasses.replace(model.config, max_len=int(max_length))
         return cls(model, tokenizer, buckets=buckets)
 
-    def save_pretrained(self, out_dir: str | Path, dtype=None) -> Path:
-        """Write the reference layout; `gliner.GLiNER.from_pretrained(out_dir)` loads it."""
+    def save_pretrained(self, out_dir: str | Path, dtype=None, *, push_to_hub: bool = False,
+                        repo_id: str | None = None, **push_to_hub_kwargs) -> Path | str:
+        """Write the reference layout; `gliner.GLiNER.from_pretrained(out_dir)` loads it.
+
+        push_to_hub: also upload the directory to the hub repo `repo_id` (default: the
+        directory's name, as the reference), created if missing, in one commit; returns the
+        commit's URL then. push_to_hub_kwargs: commit_message, private, token, branch,
+        create_pr (the reference's names). HF_ENDPOINT and HF_TOKEN apply.
+        """
+        out = self._save_local(out_dir, dtype)
+        if not push_to_hub:
+            return out
+        from gliner_jax.hub import upload
+
+        return upload(out, repo_id or Path(out_dir).name, **push_to_hub_kwargs)
+
+    def _save_local(self, out_dir, dtype) -> Path:
         nnx.update(self.model, self._state)
         return save_gliner(self.model, self.tokenizer, out_dir, dtype=dtype)
+
+    def use_mesh(self, mesh: jax.sharding.Mesh | None) -> GLiNER:
+        """Run data-parallel over `mesh` (e.g. `sharding.make_mesh((-1, 1, 1),
+        jax.local_devices())`): the parameters are placed by the rules table of
+        `gliner_jax.sharding` (replicated on a data-only mesh), and every batch's rows are split
+        over the mesh's batch axes (batches are padded to a multiple of their size). Each row is
+        computed as on one device. `None` goes back to the default device."""
+        from gliner_jax.sharding import batch_shards, state_shardings
+
+        pure = nnx.to_pure_dict(self._state)
+        where = jax.devices()[0] if mesh is None else state_shardings(self._state, mesh)
+        nnx.replace_by_pure_dict(self._state, jax.device_put(pure, where))
+        self.mesh = mesh
+        self._tables = (None, None)
+        self._shards = 1 if mesh is None else batch_shards(mesh)
+        if mesh is not None:
+            policy = self.processor.buckets or self.processor.default_buckets()
+            self.processor.buckets = dataclasses.replace(
+                policy, min_batch=math.lcm(policy.min_batch, self._shards))
+        return self
+
+    def _place_rows(self, *arrays):
+        """Batch arrays split by rows over the mesh (unchanged without one)."""
+        if self.mesh is None:
+            return arrays
+        from gliner_jax.sharding import batch_sharding
+
+        return tuple(jax.device_put(x, batch_sharding(self.mesh, np.ndim(x))) for x in arrays)
 
     # -- prediction -------------------------------------------------------------------------
 
@@ -441,12 +488,13 @@ class GLiNER:
         """Rows per chunk for a batch padded to `tokens`: the largest power of two (few batch
         shapes) whose rows fit in `chunk_tokens`, at least 1."""
         rows = max(1, self.chunk_tokens // tokens)
-        return 1 << (rows.bit_length() - 1)
+        return (1 << (rows.bit_length() - 1)) * self._shards  # per device
 
     def _forward(self, batch) -> np.ndarray:
         s = batch.shape
-        probs = _span_probs(self._static, self._state, self._tables[1], batch.input_ids,
-                            batch.attention_mask, batch.words_mask, batch.text_lengths,
+        rows = self._place_rows(batch.input_ids, batch.attention_mask, batch.words_mask,
+                                batch.text_lengths)
+        probs = _span_probs(self._static, self._state, self._tables[1], *rows,
                             num_words=s["W"], num_classes=s["C"])
         return np.asarray(probs)
 

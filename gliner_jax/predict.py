@@ -23,12 +23,23 @@ import time
 import warnings
 from pathlib import Path
 
+from gliner_jax.hosts import (
+    Hosts,
+    JoinError,
+    PeerLost,
+    chunk_bounds,
+    join,
+    local_mesh,
+    protect_stdout,
+)
 from gliner_jax.predict_io import (
     ErrorPolicy,
     InputError,
+    Output,
     Record,
     parse_labels,
-    read_records,
+    parse_units,
+    read_units,
     result,
     to_json_line,
     to_text,
@@ -127,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="join an entity to the one before it when they share a label and at "
                         "most one character separates them (NuNER Zero's post-processing)")
     m.add_argument("-b", "--batch-size", type=_positive, default=8,
-                   help="rows per forward pass (default 8)")
+                   help="rows per forward pass and device (default 8); with several devices a "
+                        "batch is split over all of them")
     m.add_argument("--window-size", type=_positive, metavar="WORDS",
                    help="words per window of a long text (default: the model's max_len)")
     m.add_argument("--window-stride", type=_positive, metavar="WORDS",
@@ -142,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--cache-dir", metavar="DIR",
                    help="persistent compilation cache (default: $GLINER_JAX_CACHE, else "
                         "~/.cache/gliner_jax/xla); 'none' turns it off")
+    h = ap.add_argument_group(
+        "several processes (hosts)",
+        "run the same command on every host: each predicts its share of the input, process 0 "
+        "writes all results in input order")
+    h.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    h.add_argument("--num-processes", type=_positive, metavar="N")
+    h.add_argument("--process-id", type=int, metavar="I", help="0 .. N-1")
+    h.add_argument("--distributed", action="store_true",
+                   help="let JAX detect the cluster (TPU pod, SLURM, ...)")
+    h.add_argument("--heartbeat-timeout", type=_positive, default=60, metavar="S",
+                   help="seconds without a heartbeat after which a process counts as dead "
+                        "(default 60)")
     return ap
 
 
@@ -149,14 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
 # inputs
 
 
-def _read_inputs(args, policy: ErrorPolicy) -> tuple[list[Record], bool]:
-    """(records, from_file): from the arguments, --input, or standard input."""
+def _read_units(args) -> tuple[list, str, str, bool]:
+    """(units, input name, format, from_file): the texts given as arguments, or the raw lines
+    (or the document) of --input or standard input, not yet parsed."""
     if args.texts and args.input:
         raise UsageError("give texts as arguments or --input FILE, not both")
     if args.texts:
         if args.document:
             raise UsageError("--document applies to --input or standard input")
-        return [Record(i, t, where=f"argument {i + 1}") for i, t in enumerate(args.texts)], False
+        return list(args.texts), "argument", "args", False
     name = args.input or "-"
     if name == "-" and sys.stdin.isatty():
         raise UsageError("no input: give texts as arguments, --input FILE, or pipe them in")
@@ -164,9 +189,14 @@ def _read_inputs(args, policy: ErrorPolicy) -> tuple[list[Record], bool]:
     if fmt == "jsonl" and args.document:
         raise UsageError("--document applies to text input, not JSONL")
     stream = sys.stdin.buffer if name == "-" else None
-    records = read_records("<stdin>" if stream else name, fmt=fmt, document=args.document,
-                           policy=policy, stream=stream)
-    return records, True
+    name = "<stdin>" if stream else name
+    return read_units(name, fmt=fmt, document=args.document, stream=stream), name, fmt, True
+
+
+def _parse(units, lo: int, name: str, fmt: str, args, policy: ErrorPolicy) -> list[Record]:
+    if fmt == "args":
+        return [Record(i, t, where=f"argument {i + 1}") for i, t in enumerate(units, start=lo)]
+    return parse_units(units, lo, name, fmt=fmt, document=args.document, policy=policy)
 
 
 def _attach_labels(records: list[Record], labels, policy: ErrorPolicy) -> list[Record]:
@@ -186,7 +216,8 @@ def _attach_labels(records: list[Record], labels, policy: ErrorPolicy) -> list[R
 # JAX and the model
 
 
-def _setup_jax(args) -> None:
+def _configure_jax(args) -> None:
+    """Settings read when JAX starts its backends: before jax.distributed and any device."""
     cache = args.cache_dir or os.environ.get("GLINER_JAX_CACHE")
     if cache is None:
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -201,6 +232,11 @@ def _setup_jax(args) -> None:
         # the forward pass compiles in ~1 s per shape on a CPU; cache every program that
         # takes noticeable time, not the many tiny ones
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+
+
+def _check_device(args) -> None:
+    import jax
+
     if args.device is not None:
         try:
             devices = jax.devices(args.device)
@@ -273,18 +309,10 @@ def _use_label_cache(model, path: str, records: list[Record]) -> None:
 # running
 
 
-def _chunks(records: list[Record], first: int):
-    """Consecutive slices growing from `first` to MAX_CHUNK texts: the first result comes out
-    fast, later chunks are long enough for length sorting to pay."""
-    lo, size = 0, first
-    while lo < len(records):
-        yield records[lo:lo + size]
-        lo += size
-        size = min(size * 2, max(MAX_CHUNK, first))
-
-
-def _predict(model, records: list[Record], args, bar):
-    """Yields (record, entities, relations or None) in input order, chunk by chunk."""
+def _predict(model, mine: dict[int, list[Record]], n_chunks: int, hosts: Hosts, args, bar):
+    """Yields (record, entities, relations or None) of all chunks in input order (other
+    processes' chunks too, on every process), chunk by chunk; this process predicts only its
+    own."""
     relations = parse_labels(args.relations) if args.relations else None
     kw = {}
     if relations is not None:
@@ -292,15 +320,30 @@ def _predict(model, records: list[Record], args, bar):
                   adjacency_threshold=args.adjacency_threshold, return_relations=True)
     elif getattr(model, "extracts_relations", False):
         kw = dict(return_relations=False)
-    for chunk in _chunks(records, args.batch_size):
+    if args.merge_entities:
+        kw["merge_entities"] = True
+
+    def predict(chunk: list[Record]):
         out = model.inference(
-            [r.text for r in chunk], [r.labels for r in chunk], batch_size=args.batch_size,
-            threshold=args.threshold, flat_ner=not args.nested, multi_label=args.multi_label,
-            truncate=args.truncate, window_size=args.window_size,
-            window_stride=args.window_stride, progress=bar.update,
-            **(dict(merge_entities=True) if args.merge_entities else {}), **kw)
+            [r.text for r in chunk], [r.labels for r in chunk],
+            batch_size=args.batch_size * model._shards, threshold=args.threshold,
+            flat_ner=not args.nested, multi_label=args.multi_label, truncate=args.truncate,
+            window_size=args.window_size, window_stride=args.window_stride,
+            progress=bar.update, **kw)
         ents, rels = out if relations is not None else (out, [None] * len(chunk))
-        yield from zip(chunk, ents, rels, strict=True)
+        return zip(ents, rels, strict=True)
+
+    for rnd in hosts.rounds(n_chunks):
+        own = [(r, e, rel) for k in rnd if k in mine
+               for r, (e, rel) in zip(mine[k], predict(mine[k]), strict=True)]
+        if not hosts.multi:
+            yield from own
+            continue
+        # chunk rnd[j] belongs to process j: gathered in process order = input order
+        parts = hosts.gather([[r.id, r.text, e, rel] for r, e, rel in own])
+        bar.update(sum(len(p) for i, p in enumerate(parts) if i != hosts.index))
+        for part in parts:
+            yield from ((Record(i, t), e, rel) for i, t, e, rel in part)
 
 
 def _write(pairs, out, fmt: str, bar) -> int:
@@ -370,48 +413,113 @@ def _configure_warnings(verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def run(args) -> int:
+def _agree(hosts: Hosts, error: Exception | None) -> None:
+    """All processes stop on the first one's error (input, model), each with its message."""
+    kind = None if error is None else ("model" if isinstance(error, ModelError) else "usage")
+    for p, found in enumerate(hosts.gather(None if error is None else [kind, str(error)])):
+        if found is not None:
+            where = f"process {p}: " if hosts.multi and p != hosts.index else ""
+            raise (ModelError if found[0] == "model" else UsageError)(where + found[1])
+
+
+def _read_share(args, hosts: Hosts, policy: ErrorPolicy):
+    """({chunk: its records} of this process's chunks, number of chunks, from_file)."""
+    labels = parse_labels(args.labels) if args.labels is not None else None
+    units, name, fmt, from_file = _read_units(args)
+    bounds = chunk_bounds(len(units), args.batch_size, MAX_CHUNK)
+    mine = {k: _parse(units[lo:hi], lo, name, fmt, args, policy)
+            for k, (lo, hi) in enumerate(bounds) if hosts.mine(k)}
+    if labels is None and mine and not any(r.labels for c in mine.values() for r in c):
+        _attach_labels([r for c in mine.values() for r in c], labels, policy)  # raises
+    return {k: _attach_labels(c, labels, policy) for k, c in mine.items()}, len(bounds), from_file
+
+
+def run(args, hosts: Hosts) -> int:
     t0 = time.perf_counter()
     _configure_warnings(args.verbose)
     policy = ErrorPolicy(args.skip_errors)
-    labels = parse_labels(args.labels) if args.labels is not None else None
-    records, from_file = _read_inputs(args, policy)
-    records = _attach_labels(records, labels, policy)
-    _setup_jax(args)
-    model = _load_model(args)
-    if args.label_cache:
-        _use_label_cache(model, args.label_cache, records)
+    if hosts.multi:  # JAX is already up: each process stops only after all have read
+        try:
+            mine, n_chunks, from_file = _read_share(args, hosts, policy)
+            error = None
+        except (UsageError, InputError) as e:
+            mine, n_chunks, from_file, error = {}, 0, False, e
+        _agree(hosts, error)
+    else:  # inputs are checked before JAX starts
+        mine, n_chunks, from_file = _read_share(args, hosts, policy)
+        _configure_jax(args)
+    model, error = None, None
+    try:
+        _check_device(args)
+        model = _load_model(args)
+        if args.label_cache:
+            if hosts.multi and not os.path.exists(args.label_cache):
+                raise UsageError(f"--label-cache {args.label_cache}: with several processes "
+                                 "the file must exist (write it with one process first)")
+            _use_label_cache(model, args.label_cache, [r for c in mine.values() for r in c])
+    except (UsageError, ModelError) as e:
+        if not hosts.multi:
+            raise
+        error = e
+    _agree(hosts, error)
+    mesh = local_mesh()
+    if mesh is not None:
+        model.use_mesh(mesh)
+    counts = hosts.gather([sum(map(len, mine.values())), policy.skipped])
+    total, skipped = sum(c[0] for c in counts), [m for c in counts for m in c[1]]
 
     from tqdm import tqdm
 
-    out = sys.stdout
-    if args.output:
-        try:
-            out = open(args.output, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
-        except OSError as e:
-            raise UsageError(f"{args.output}: cannot write ({e.strerror or e})") from None
-    else:
-        sys.stdout.reconfigure(encoding="utf-8")
-    show_bar = from_file and not args.quiet
-    with tqdm(total=len(records), unit="text", file=sys.stderr, disable=None if show_bar else True,
-              dynamic_ncols=True, smoothing=0.1, leave=False) as bar:
-        n_ents = _write(_predict(model, records, args, bar), out, args.format, bar)
-    if out is not sys.stdout:
-        out.close()
-    if policy.skipped:
-        print(f"warning: skipped {len(policy.skipped)} bad input line(s); the first: "
-              f"{policy.skipped[0]}", file=sys.stderr)
+    writer = hosts.index == 0
+    out = Output(args.output) if writer else None
+    show_bar = from_file and not args.quiet and writer
+    try:
+        with tqdm(total=total, unit="text", file=sys.stderr, leave=False, smoothing=0.1,
+                  disable=None if show_bar else True, dynamic_ncols=True) as bar:
+            pairs = _predict(model, mine, n_chunks, hosts, args, bar)
+            if writer:
+                n_ents = _write(pairs, out.stream, args.format, bar)
+            else:
+                for _ in pairs:
+                    pass
+    except BaseException:
+        if out is not None:
+            out.discard()
+        raise
+    if out is not None:
+        out.commit()
+    if skipped and writer:
+        print(f"warning: skipped {len(skipped)} bad input line(s); the first: "
+              f"{skipped[0]}", file=sys.stderr)
     if show_bar:
         dt = time.perf_counter() - t0
-        print(f"{len(records)} texts, {n_ents} entities in {dt:.1f} s "
-              f"({len(records) / dt:.1f} texts/s)", file=sys.stderr)
+        print(f"{total} texts, {n_ents} entities in {dt:.1f} s "
+              f"({total / dt:.1f} texts/s)", file=sys.stderr)
     return 0
+
+
+def _join(args) -> Hosts:
+    if not (args.coordinator or args.num_processes or args.process_id is not None
+            or args.distributed):
+        return Hosts()
+    _configure_warnings(args.verbose)  # before JAX starts
+    _configure_jax(args)
+    protect_stdout(args.verbose)
+    try:
+        return join(args.coordinator, args.num_processes, args.process_id, args.distributed,
+                    args.heartbeat_timeout)
+    except JoinError as e:
+        raise UsageError(str(e)) from None
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    hosts = Hosts()
     try:
-        return run(args)
+        hosts = _join(args)
+        return run(args, hosts)
+    except PeerLost as e:
+        code, msg = EXIT_FAILURE, str(e)
     except (UsageError, InputError) as e:
         code, msg = EXIT_USAGE, str(e)
     except ModelError as e:
@@ -427,6 +535,10 @@ def main(argv=None) -> int:
         code = EXIT_FAILURE
         msg = f"{type(e).__name__}: {e} (set GLINER_JAX_DEBUG=1 for the traceback)"
     print(f"error: {' '.join(msg.split())}", file=sys.stderr)
+    if hosts.multi:  # skip jax.distributed's shutdown barrier: the others may be gone
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(code)
     return code
 
 

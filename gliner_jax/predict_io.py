@@ -95,32 +95,27 @@ def _read_bytes(name: str | Path, stream: BinaryIO | None = None) -> bytes:
         raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
 
 
-def _decoded_lines(data: bytes, name: str, policy: ErrorPolicy):
-    """(line number, text) for each line that is valid UTF-8; bad lines go to `policy`."""
-    for n, raw in enumerate(data.splitlines(), start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            policy.bad(f"{name}:{n}: not valid UTF-8 (byte {e.start + 1} of the line)")
-            continue
-        if n == 1:
-            line = line.removeprefix("\ufeff")  # a UTF-8 byte order mark
-        yield n, line
+def read_units(name: str, *, fmt: str, document: bool,
+               stream: BinaryIO | None = None) -> list[bytes]:
+    """The raw input units of a file (or of `stream`), not yet decoded: its lines (fmt "txt" or
+    "jsonl"), or with `document` the whole input as one unit. Unit i is line i + 1, so that a
+    process of a multi-host run parses only the units of its own chunks (`parse_units`)."""
+    data = _read_bytes(name, stream)
+    if document and fmt == "txt":
+        return [data]
+    return data.splitlines()
 
 
-def read_records(name: str, *, fmt: str, document: bool, policy: ErrorPolicy,
-                 stream: BinaryIO | None = None) -> list[Record]:
-    """All records of a file (or of `stream`, named `name` in messages).
+def parse_units(units: Sequence[bytes], first: int, name: str, *, fmt: str, document: bool,
+                policy: ErrorPolicy) -> list[Record]:
+    """Records of units[...] numbered from `first` (0-based) in the input `name`.
 
     fmt "txt": one text per line (ids are 0-based line numbers; empty lines are empty texts),
     or with `document` the whole input as one text. fmt "jsonl": one object per line,
     {"id": ..., "text": ..., "labels": [...]}, "id" and "labels" optional, blank lines ignored.
     """
-    data = _read_bytes(name, stream)
-    if fmt == "jsonl":
-        return [r for n, line in _decoded_lines(data, name, policy) if line.strip()
-                for r in _jsonl_record(line, f"{name}:{n}", n - 1, policy)]
-    if document:
+    if document and fmt == "txt":
+        data = units[0]
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -128,8 +123,27 @@ def read_records(name: str, *, fmt: str, document: bool, policy: ErrorPolicy,
             policy.bad(f"{name}:{line}: not valid UTF-8 (byte {e.start + 1} of the file)")
             text = data.decode("utf-8", errors="replace")  # skip-errors: keep the rest
         return [Record(0, text.removeprefix("\ufeff"), where=name)]
-    return [Record(n - 1, line, where=f"{name}:{n}")
-            for n, line in _decoded_lines(data, name, policy)]
+    out = []
+    for n, raw in enumerate(units, start=first + 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            policy.bad(f"{name}:{n}: not valid UTF-8 (byte {e.start + 1} of the line)")
+            continue
+        if n == 1:
+            line = line.removeprefix("\ufeff")  # a UTF-8 byte order mark
+        if fmt == "txt":
+            out.append(Record(n - 1, line, where=f"{name}:{n}"))
+        elif line.strip():
+            out += _jsonl_record(line, f"{name}:{n}", n - 1, policy)
+    return out
+
+
+def read_records(name: str, *, fmt: str, document: bool, policy: ErrorPolicy,
+                 stream: BinaryIO | None = None) -> list[Record]:
+    """All records of a file (or of `stream`, named `name` in messages); see `parse_units`."""
+    units = read_units(name, fmt=fmt, document=document, stream=stream)
+    return parse_units(units, 0, name, fmt=fmt, document=document, policy=policy)
 
 
 def _jsonl_record(line: str, where: str, index: int, policy: ErrorPolicy) -> list[Record]:
@@ -209,6 +223,42 @@ def to_text(record: Record, entities: list[dict[str, Any]], *, color: bool = Fal
         out += (f"\n  {r['head']['text']} --{r['relation']} {r['score']:.2f}--> "
                 f"{r['tail']['text']}")
     return out
+
+
+class Output:
+    """Where results go. A regular file is written under a temporary name beside it
+    (`NAME.partial`) and renamed to NAME only when the run succeeds (`commit`): a failed or
+    killed run never leaves a file that looks complete. Standard output and special files
+    (/dev/null, pipes) are written directly."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self.temp = None
+        if path is None:
+            sys.stdout.reconfigure(encoding="utf-8")
+            self.stream = sys.stdout
+            return
+        target = Path(path)
+        special = target.exists() and not target.is_file()
+        self.temp = None if special else target.with_name(target.name + ".partial")
+        try:
+            self.stream = open(self.temp or target, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise InputError(f"{path}: cannot write ({e.strerror or e})") from None
+
+    def commit(self) -> None:
+        if self.stream is sys.stdout:
+            return
+        self.stream.close()
+        if self.temp is not None:
+            self.temp.replace(self.path)
+
+    def discard(self) -> None:
+        if self.stream is sys.stdout:
+            return
+        self.stream.close()
+        if self.temp is not None:
+            self.temp.unlink(missing_ok=True)
 
 
 def use_color(stream) -> bool:

@@ -85,5 +85,11 @@ def batch_sharding(mesh: jax.sharding.Mesh, ndim: int, leading: int = 0) -> Name
     return NamedSharding(mesh, PartitionSpec(*spec))
 
 
+def batch_shards(mesh: jax.sharding.Mesh) -> int:
+    """How many pieces the "batch" rule splits a batch's rows into on `mesh`."""
+    axes = dict(LOGICAL_RULES)["batch"]
+    return math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes))
+
+
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())

@@ -7,10 +7,17 @@ It answers the routes huggingface_hub's snapshot_download uses, as the hub does:
 and 404s carry X-Error-Code RepoNotFound / RevisionNotFound / EntryNotFound. Repos are made
 from local directories: `add(repo_id, {revision: directory})`; a revision is also reachable by
 its commit hash. Every request is logged in `requests` as (method, path).
+
+Uploads (`HfApi.create_repo`, `upload_folder`, what `save_pretrained(push_to_hub=True)` uses):
+  POST /api/repos/create                              {"name", "organization"?, "private"?}
+  POST /api/models/ORG/NAME/preupload/REV             every file "regular" (inline, no LFS)
+  POST /api/models/ORG/NAME/commit/REV                NDJSON: a header, then files (base64)
+A request without "Authorization: Bearer ..." gets 401 (the hub's answer to anonymous writes).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import json
@@ -48,6 +55,9 @@ class FakeHub:
 
             def do_GET(self):
                 hub._handle(self, body=True)
+
+            def do_POST(self):
+                hub._post(self)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -88,6 +98,51 @@ class FakeHub:
         if len(parts) >= 5 and parts[2] == "resolve":
             return self._file(h, "/".join(parts[:2]), parts[3], "/".join(parts[4:]), body)
         return self._error(h, 404, None, body)
+
+    def _post(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        path = urlsplit(h.path).path
+        self.requests.append((h.command, path))
+        data = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        if not h.headers.get("Authorization", "").startswith("Bearer "):
+            return self._error(h, 401, "Unauthorized", True)
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        if parts == ["api", "repos", "create"]:
+            req = json.loads(data)
+            repo_id = "/".join(x for x in (req.get("organization"), req["name"]) if x)
+            if repo_id in self.repos:
+                return self._send(h, 409, json.dumps({"error": "already exists",
+                                                      "url": f"{self.url}/{repo_id}"}).encode(),
+                                  {"Content-Type": "application/json"}, True)
+            self.repos[repo_id] = _Repo()
+            return self._send(h, 200, json.dumps({"url": f"{self.url}/{repo_id}"}).encode(),
+                              {"Content-Type": "application/json"}, True)
+        if parts[:2] == ["api", "models"] and len(parts) == 6 and parts[4] in ("preupload",
+                                                                                 "commit"):
+            repo_id, rev = "/".join(parts[2:4]), parts[5]
+            repo = self.repos.get(repo_id)
+            if repo is None:
+                return self._error(h, 404, "RepoNotFound", True)
+            if parts[4] == "preupload":
+                files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                         for f in json.loads(data)["files"]]
+                return self._send(h, 200, json.dumps({"files": files}).encode(),
+                                  {"Content-Type": "application/json"}, True)
+            return self._commit(h, repo, repo_id, rev, data)
+        return self._error(h, 404, None, True)
+
+    def _commit(self, h, repo: _Repo, repo_id: str, rev: str, data: bytes) -> None:
+        files = dict(repo.revisions.get(rev, ("", {}))[1])
+        for line in data.splitlines():
+            item = json.loads(line)
+            if item["key"] == "file":
+                files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+            elif item["key"] == "deletedFile":
+                files.pop(item["value"]["path"], None)
+            elif item["key"] != "header":  # LFS files, copies: not served here
+                return self._error(h, 400, "Unsupported", True)
+        sha = repo.add(rev, files)
+        out = {"commitUrl": f"{self.url}/{repo_id}/commit/{sha}", "commitOid": sha}
+        self._send(h, 200, json.dumps(out).encode(), {"Content-Type": "application/json"}, True)
 
     def _lookup(self, h, repo_id: str, rev: str, body: bool):
         repo = self.repos.get(repo_id)

@@ -1,7 +1,8 @@
 """GLiNER.from_pretrained("org/name") through huggingface_hub, against a hub stand-in on
 loopback (tests/hub_server.py, HF_ENDPOINT): download, the cache (a second load downloads
 nothing; offline mode reads it), revisions, and one-line errors for a missing repo, revision or
-file. The loads run in subprocesses: huggingface_hub reads HF_ENDPOINT when it is imported.
+file; save_pretrained(push_to_hub=True) uploads a model that then downloads back. The loads run
+in subprocesses: huggingface_hub reads HF_ENDPOINT when it is imported.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ LABELS = ["person", "company", "city"]
 SCRIPT = """
 import json, sys, urllib.request
 from gliner_jax.convert import ModelLoadError
+from gliner_jax.hub import HubError
 from gliner_jax.model import GLiNER
 
 endpoint, texts, labels, calls = sys.argv[1], *map(json.loads, sys.argv[2:5])
@@ -36,9 +38,13 @@ out = {}
 for name, (repo, kwargs) in calls.items():
     before = len(log())
     try:
+        push = kwargs.pop("push", None)
         model = GLiNER.from_pretrained(repo, **kwargs)
-        out[name] = {"entities": model.inference(texts, labels, threshold=0.3)}
-    except ModelLoadError as e:
+        if push:  # [directory, save_pretrained's keywords]
+            out[name] = {"url": model.save_pretrained(push[0], push_to_hub=True, **push[1])}
+        else:
+            out[name] = {"entities": model.inference(texts, labels, threshold=0.3)}
+    except (ModelLoadError, HubError) as e:
         out[name] = {"error": str(e)}
     out[name]["requests"] = log()[before:]
 print(json.dumps(out))
@@ -136,3 +142,32 @@ def test_download_cache_revisions_and_errors(models, tmp_path):
     assert errors["never_fetched"].startswith("org/encoder2 is not a local directory and could "
                                               "not be fetched from the Hugging Face hub")
     assert "offline mode is on" in errors["never_fetched"]
+
+
+def test_push_to_hub_uploads_what_downloads_back(models, tmp_path):
+    with FakeHub() as hub:
+        out = run(hub, tmp_path / "hf", {
+            "push": [str(models["main"]), {"push": [str(tmp_path / "saved"),
+                                                    {"repo_id": "org/pushed", "token": "t"}]}],
+            "again": [str(models["v1"]), {"push": [str(tmp_path / "saved_v1"),
+                                                   {"repo_id": "org/pushed", "token": "t",
+                                                    "commit_message": "v1 weights"}]}],
+            "anonymous": [str(models["main"]), {"push": [str(tmp_path / "anon"),
+                                                         {"repo_id": "org/other"}]}],
+        })
+        shas = [p.rsplit("/", 1)[1] for p in (out["push"]["url"], out["again"]["url"])]
+        back = run(hub, tmp_path / "hf2", {"main": ["org/pushed", {}],
+                                           "first": ["org/pushed", {"revision": shas[0]}]})
+        posted = {p for m, p in out["push"]["requests"] if m == "POST"}
+        files = set(hub.repos["org/pushed"].revisions["main"][1])
+    assert posted == {"/api/repos/create", "/api/models/org/pushed/preupload/main",
+                      "/api/models/org/pushed/commit/main"}
+    assert out["push"]["url"].startswith(hub.url + "/org/pushed/commit/")
+    assert {"gliner_config.json", "model.safetensors", "tokenizer.json"} <= files
+    # the second push is a new commit of the same repo (it exists: create answers 409)
+    assert shas[0] != shas[1]
+    assert same(back["main"]["entities"], local_entities(models["v1"]))
+    assert same(back["first"]["entities"], local_entities(models["main"]))
+    err = out["anonymous"]["error"]
+    assert err == ("push_to_hub org/other: the hub answered HTTP 401 (log in: hf auth login, "
+                   "or HF_TOKEN)"), err

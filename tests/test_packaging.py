@@ -28,7 +28,7 @@ README_PREDICT = ["--threshold", "0.4", "--format", "text", "--labels",
 SCRIPTS = {"gliner-jax-predict": "gliner_jax.predict:main",
            "gliner-jax-convert": "gliner_jax.convert:main",
            "gliner-jax-train": "train.__main__:main",
-           "gliner-jax-serve": "gliner_jax.serve:main"}
+           "gliner-jax-serve": "gliner_jax.serve.__main__:main"}
 
 
 def _env(**extra) -> dict[str, str]:
@@ -128,7 +128,7 @@ def test_installed_wheel_runs_readme_predict_outside_checkout(venv, tmp_path):
 
 
 @pytest.mark.parametrize("script", ["gliner-jax-predict", "gliner-jax-convert",
-                                    "gliner-jax-train"])
+                                    "gliner-jax-train", "gliner-jax-serve"])
 def test_console_scripts(venv, tmp_path, script):
     proc = subprocess.run([str(venv / "bin" / script), "--help"], capture_output=True, text=True,
                           env=_env(), cwd=tmp_path, timeout=300)

@@ -65,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 4
     except (CorpusError, KeyError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        msg = e.args[0] if isinstance(e, KeyError) else str(e)
+        if isinstance(e, CorpusError) and msg.endswith("no such file") and \
+                "GLINER_DATA" not in os.environ:
+            msg += (" (the shipped configs read the datasets under $GLINER_DATA, by default "
+                    "../shared/data/ner from the current directory)")
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     print(f"{result.status} at step {result.step}: " + ", ".join(
         f"{k} {v:.4g}" for k, v in result.metrics.items()

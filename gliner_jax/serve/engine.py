@@ -17,7 +17,7 @@ from gliner_jax.model import GLiNER
 from gliner_jax.processing import BucketPolicy, bucket, pad_batch
 from gliner_jax.serve.config import ServeConfig
 from gliner_jax.serve.protocol import PredictRequest
-from gliner_jax.sharding import batch_sharding, make_mesh, replicated
+from gliner_jax.sharding import make_mesh
 
 log = logging.getLogger("gliner_jax.serve")
 
@@ -26,15 +26,12 @@ class ServingGLiNER(GLiNER):
     """GLiNER that records the shapes it runs (so a request that compiles is seen) and, with a
     mesh, splits every batch's rows over the mesh's data axes (parameters replicated)."""
 
-    mesh: jax.sharding.Mesh | None = None
-
     def _init_serving(self, mesh: jax.sharding.Mesh | None) -> None:
-        self.mesh = mesh
         self.shapes: set[tuple[int, int, int, int]] = set()
         self.warm = False
         self.late_compiles = 0
         if mesh is not None:
-            self._state = jax.device_put(self._state, replicated(mesh))
+            self.use_mesh(mesh)
 
     def _forward(self, batch) -> np.ndarray:
         s = batch.shape
@@ -44,15 +41,7 @@ class ServingGLiNER(GLiNER):
             if self.warm:
                 self.late_compiles += 1
                 log.warning("shape B=%d T=%d W=%d C=%d was not compiled at warm-up", *key)
-        if self.mesh is None:
-            return super()._forward(batch)
-        from gliner_jax.model import _span_probs
-
-        put = [jax.device_put(x, batch_sharding(self.mesh, x.ndim)) for x in
-               (batch.input_ids, batch.attention_mask, batch.words_mask, batch.text_lengths)]
-        probs = _span_probs(self._static, self._state, self._tables[1], *put,
-                            num_words=s["W"], num_classes=s["C"])
-        return np.asarray(probs)
+        return super()._forward(batch)
 
 
 class Engine:
