@@ -239,6 +239,9 @@ class GlinerConfig:
     vocab_size: int = -1
     max_types: int = 25
     max_neg_type_ratio: int = 1
+    # gliner_jax only (the reference ignores it): words per inference window for longer texts,
+    # where a model reads long contexts worse than short ones; None: max_len
+    window_size: int | None = None
     # bi-encoder (gliner BiEncoderSpanModel): the labels' own encoder, by name and config
     labels_encoder: str | None = None
     labels_encoder_config: EncoderConfig | None = None
@@ -275,6 +278,9 @@ class GlinerConfig:
         for key in ("post_fusion_schema", "span_encoder_config", "represent_spans"):
             if self.raw.get(key):
                 problems.append(f"{key} = {self.raw[key]!r}")
+        if self.window_size is not None and not self.max_width <= self.window_size <= self.max_len:
+            problems.append(f"window_size {self.window_size} (must be between max_width "
+                            f"{self.max_width} and max_len {self.max_len} words)")
         if self.hidden_size % 2:
             problems.append(f"hidden_size {self.hidden_size} is odd (the BiLSTM needs D/2)")
         if problems:
@@ -294,7 +300,7 @@ class GlinerConfig:
         if "num_rnn_layers" not in d and d.get("has_rnn") is False:
             kw["num_rnn_layers"] = 0
         for k in ("max_width", "hidden_size", "max_len", "class_token_index", "vocab_size",
-                  "max_types", "max_neg_type_ratio", "num_rnn_layers"):
+                  "max_types", "max_neg_type_ratio", "num_rnn_layers", "window_size"):
             if k in kw:
                 kw[k] = int(kw[k])
         kw["dropout"] = float(kw.get("dropout", cls.dropout))
@@ -311,6 +317,8 @@ class GlinerConfig:
             if f.name in ("raw", "encoder", "labels_encoder_config"):
                 continue
             d[f.name] = getattr(self, f.name)
+        if self.window_size is None:
+            d.pop("window_size")
         d["encoder_config"] = self.encoder.to_dict()
         if self.labels_encoder_config is not None:
             d["labels_encoder_config"] = self.labels_encoder_config.to_dict()

@@ -237,7 +237,7 @@ class GLiNER:
                   return_relations: bool | None = None, merge_entities: bool = False):
         """Entities for each text. `labels`: one set for all texts, or one set per text.
 
-        Texts longer than `window_size` words (default: the model's max_len) are predicted in
+        Texts longer than `window_size` words (default: the config's window_size, else max_len) are predicted in
         windows of `window_size` words every `window_stride` words (default: 3/4 of the window,
         and never so far that a span of max_width words would fit in no window) and stitched:
         offsets refer to the original text, a span seen in two windows is kept once with its
@@ -392,7 +392,7 @@ class GLiNER:
         span the model can score (at most max_width words) lies whole inside some window.
         """
         max_len, k = self.config.max_len, self.config.max_width
-        size = size or max_len
+        size = size or self.config.window_size or max_len
         if not k <= size <= max_len:
             raise ValueError(f"window size must be between max_width={k} and max_len={max_len} "
                              f"words, got {size}")

@@ -517,7 +517,14 @@ def main(argv=None) -> int:
     hosts = Hosts()
     try:
         hosts = _join(args)
-        return run(args, hosts)
+        code = run(args, hosts)
+        if not hosts.multi:
+            return code
+        # all processes are done; then each leaves without jax.distributed's shutdown RPCs
+        # (below): process 0 hosts the coordination service, and a process still saying
+        # goodbye when it stops would abort (seen under load)
+        hosts.gather(None)
+        msg = None
     except PeerLost as e:
         code, msg = EXIT_FAILURE, str(e)
     except (UsageError, InputError) as e:
@@ -534,7 +541,8 @@ def main(argv=None) -> int:
             raise
         code = EXIT_FAILURE
         msg = f"{type(e).__name__}: {e} (set GLINER_JAX_DEBUG=1 for the traceback)"
-    print(f"error: {' '.join(msg.split())}", file=sys.stderr)
+    if msg is not None:
+        print(f"error: {' '.join(msg.split())}", file=sys.stderr)
     if hosts.multi:  # skip jax.distributed's shutdown barrier: the others may be gone
         sys.stderr.flush()
         sys.stdout.flush()

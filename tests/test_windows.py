@@ -163,6 +163,34 @@ def test_windows_are_stitched(model):
             assert all(a["end"] <= b["start"] for a, b in zip(got, got[1:], strict=False))
 
 
+def test_config_window_size_is_the_default_window(ref_and_dir, model, tmp_path):
+    """A model directory whose gliner_config.json names `window_size` (a gliner_jax key the
+    reference ignores) predicts texts longer than it in windows of that size by default; a value
+    outside [max_width, max_len] fails at load with one line; without it nothing is written."""
+    import json
+    import shutil
+
+    rng = random.Random(2)
+    text = " ".join(rng.choice(FILLER + ["Alice", "Paris", "Google"]) for _ in range(100))
+    d = tmp_path / "m"
+    shutil.copytree(ref_and_dir[1], d)
+    cfg = json.loads((d / "gliner_config.json").read_text())
+    assert "window_size" not in model.config.to_dict()
+    cfg["window_size"] = 32
+    (d / "gliner_config.json").write_text(json.dumps(cfg))
+    windowed = GLiNER.from_pretrained(d)
+    assert windowed.window_shape() == (32, 21)  # overlap of max_width - 1 words
+    assert windowed.config.to_dict()["window_size"] == 32
+    want = model.inference([text], LABELS, window_size=32)
+    assert windowed.inference([text], LABELS) == want
+    assert model.inference([text], LABELS) != want  # max_len: one pass, a different result
+    cfg["window_size"] = model.config.max_len + 1
+    (d / "gliner_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(Exception, match="window_size") as e:
+        GLiNER.from_pretrained(d)
+    assert "\n" not in str(e.value)
+
+
 def test_windows_fit_the_tokenizer_limit():
     """BERT tokenizers stop at 512 sub-tokens: windows of a long text hold at most that many,
     where a plain 384-word window would lose its last words."""
