@@ -237,9 +237,10 @@ class GLiNER:
                   return_relations: bool | None = None, merge_entities: bool = False):
         """Entities for each text. `labels`: one set for all texts, or one set per text.
 
-        Texts longer than `window_size` words (default: the config's window_size, else max_len) are predicted in
-        windows of `window_size` words every `window_stride` words (default: 3/4 of the window,
-        and never so far that a span of max_width words would fit in no window) and stitched:
+        Texts longer than `window_size` words (default: the config's window_size, else max_len)
+        are predicted in windows of `window_size` words every `window_stride` words (default:
+        3/4 of the window, and never so far that a span of max_width words would fit in no
+        window) and stitched:
         offsets refer to the original text, a span seen in two windows is kept once with its
         highest score, and flat-NER conflicts across windows are resolved by the same greedy
         rule as within one window. Texts that fit in one window get exactly the reference's
