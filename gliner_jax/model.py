@@ -228,27 +228,22 @@ class GLiNER:
         empty = pending.count(0)  # empty texts have no rows: already done
         if progress is not None and empty:
             progress(empty)
-        cands: dict[int, list[decoding.Span]] = {}
+        cands: dict[int, list[decoding.Candidates]] = {}
         for batch_rows, probs, lengths in self._predict_rows(rows, batch_size):
             names = [r.labels[1] for r in batch_rows]
-            per_row = self.head.candidates(probs, lengths, names,
-                                           threshold=[thresholds[r.text] for r in batch_rows])
+            per_row = self.head.arrays(probs, lengths, names,
+                                       threshold=[thresholds[r.text] for r in batch_rows],
+                                       multi_label=[multi[r.text] for r in batch_rows])
             done = 0
-            for r, spans in zip(batch_rows, per_row, strict=True):
-                cands.setdefault(r.text, []).extend(
-                    sp._replace(start=sp.start + r.first_word, end=sp.end + r.first_word)
-                    for sp in spans)
+            for r, found in zip(batch_rows, per_row, strict=True):
+                cands.setdefault(r.text, []).append(found.shifted(r.first_word))
                 pending[r.text] -= 1
                 done += pending[r.text] == 0
             if progress is not None and done:
                 progress(done)
-        out = []
-        for i in range(len(splits)):
-            merged = decoding.merge_candidates(cands.get(i, []), label_sets[i][1],
-                                               self.head_name)
-            out.append(decoding.greedy_search(merged, flat_ner=flat[i], multi_label=multi[i],
-                                              presorted=True))
-        return out
+        return [decoding.select(cands.get(i, []), label_sets[i][1], flat_ner=flat[i],
+                                multi_label=multi[i], head=self.head_name)
+                for i in range(len(splits))]
 
     batch_predict_entities = inference  # the reference's deprecated alias
 
