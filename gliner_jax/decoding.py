@@ -156,8 +156,25 @@ def candidate_arrays(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray
         best = np.where(p > thr[b], p, np.float32(-np.inf))
         arg = best.argmax(-1)                        # first maximum: the lowest channel
         top = np.take_along_axis(best, arg[..., None], -1)[..., 0]
-        si, ki = np.nonzero((top > -np.inf) & valid)
-        out.append(Candidates(si, si + ki, arg[si, ki].astype(np.int64), top[si, ki]))
+        out.append(best_candidates(top[None], arg[None], lengths[b:b + 1], thr[b:b + 1])[0])
+    return out
+
+
+def best_candidates(best: np.ndarray, arg: np.ndarray, text_lengths,
+                    threshold) -> list[Candidates]:
+    """Candidates of rows without multi_label from each position's best class, reduced
+    elsewhere (`candidate_arrays`, or on device by the bi-encoder): `best` [B, W, K] the
+    highest probability over the row's valid classes (NaN counted as -inf), `arg` [B, W, K] its
+    lowest channel; a position is a candidate when best > threshold (float32) and the span ends
+    inside the text."""
+    best = np.asarray(best, np.float32)
+    _, num_words, max_width = best.shape
+    thr = np.asarray(threshold, np.float32).reshape(-1)
+    ends = np.arange(num_words)[:, None] + np.arange(max_width)[None, :] + 1     # s + k + 1
+    out = []
+    for b in range(len(thr)):
+        si, ki = np.nonzero((best[b] > thr[b]) & (ends <= int(text_lengths[b])))
+        out.append(Candidates(si, si + ki, np.asarray(arg[b, si, ki], np.int64), best[b, si, ki]))
     return out
 
 

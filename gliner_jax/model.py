@@ -20,9 +20,9 @@ import numpy as np
 from flax import nnx
 
 from gliner_jax import decoding
-from gliner_jax.convert import load_gliner, resolve_model_dir, save_gliner
+from gliner_jax.convert import ModelLoadError, dir_family, resolve_model_dir
 from gliner_jax.layers import Precision
-from gliner_jax.modeling.families import batch_coupled
+from gliner_jax.modeling.families import batch_coupled, symbol
 from gliner_jax.processing import BucketPolicy, Processor, normalize_labels, split_words
 
 Labels = str | Sequence[str] | Mapping[str, str]
@@ -140,25 +140,38 @@ class GLiNER:
         """
         hub = {k: v for k, v in dict(revision=revision, cache_dir=cache_dir, token=token,
                                      force_download=force_download).items() if v}
-        if cls is GLiNER:  # a bi-encoder (labels_encoder in its config) has its own class
-            from gliner_jax.biencoder_io import is_biencoder_config
-            local = resolve_model_dir(model_id, local_files_only=local_files_only, **hub)
-            if (local / "gliner_config.json").is_file() and is_biencoder_config(local):
-                from gliner_jax.biencoder import BiEncoderGLiNER
-                return BiEncoderGLiNER.from_pretrained(
-                    local, dtype=dtype, param_dtype=param_dtype, max_length=max_length,
-                    buckets=buckets)
-        model, tokenizer = load_gliner(model_id, Precision(dtype, param_dtype),
-                                       local_files_only=local_files_only,
-                                       fast_tokenizer=True, **hub)
+        local = resolve_model_dir(model_id, local_files_only=local_files_only, **hub)
+        if not Path(model_id).expanduser().exists() \
+                and not (local / "gliner_config.json").is_file():
+            raise ModelLoadError(f"hub repo {model_id} has no gliner_config.json: it is not a "
+                                 "GLiNER model")
+        # the family row names the API class and the loader (a bi-encoder: BiEncoderGLiNER);
+        # a subclass of that class (the server's) loads as itself
+        fam = dir_family(local, local_files_only=local_files_only)
+        api = symbol(fam.api)
+        if issubclass(cls, api):
+            api = cls
+        elif not issubclass(api, cls):
+            raise ModelLoadError(f"{model_id} is a {fam.name} model: load it with "
+                                 f"{api.__name__}.from_pretrained or GLiNER.from_pretrained")
+        model, *tokenizers = symbol(fam.load)(local, Precision(dtype, param_dtype),
+                                              local_files_only=local_files_only,
+                                              fast_tokenizer=True)
         if max_length is not None:
             model.config = dataclasses.replace(model.config, max_len=int(max_length))
-        return cls(model, tokenizer, buckets=buckets)
+        return api(model, *tokenizers, buckets=buckets)
+
+    @property
+    def tokenizers(self) -> tuple:
+        """What the family's writer takes after the model (the text tokenizer; a bi-encoder's
+        labels tokenizer too)."""
+        return (self.tokenizer,)
 
     def save_pretrained(self, out_dir: str | Path, dtype=None) -> Path:
         """Write the reference layout; `gliner.GLiNER.from_pretrained(out_dir)` loads it."""
         nnx.update(self.model, self._state)
-        return save_gliner(self.model, self.tokenizer, out_dir, dtype=dtype)
+        return symbol(self.config.family.save)(self.model, *self.tokenizers, out_dir,
+                                               dtype=dtype)
 
     # -- prediction -------------------------------------------------------------------------
 
@@ -229,11 +242,7 @@ class GLiNER:
         if progress is not None and empty:
             progress(empty)
         cands: dict[int, list[decoding.Candidates]] = {}
-        for batch_rows, probs, lengths in self._predict_rows(rows, batch_size):
-            names = [r.labels[1] for r in batch_rows]
-            per_row = self.head.arrays(probs, lengths, names,
-                                       threshold=[thresholds[r.text] for r in batch_rows],
-                                       multi_label=[multi[r.text] for r in batch_rows])
+        for batch_rows, per_row in self._row_candidates(rows, batch_size, thresholds, multi):
             done = 0
             for r, found in zip(batch_rows, per_row, strict=True):
                 cands.setdefault(r.text, []).append(found.shifted(r.first_word))
@@ -306,9 +315,9 @@ class GLiNER:
         counts = np.bincount([w for w in ids if w is not None], minlength=len(words))
         return counts, limit - prompt
 
-    def _predict_rows(self, rows: list[_Row], batch_size: int):
-        """Yields (rows, probs numpy, text_lengths) per batch; rows sorted by length so padding
-        stays small (kept in input order for batch-coupled span modes, as the reference)."""
+    def _batches(self, rows: list[_Row], batch_size: int):
+        """Yields (rows, padded Batch) per batch; rows sorted by length so padding stays small
+        (kept in input order for batch-coupled span modes, as the reference)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         order = list(range(len(rows)))
@@ -316,11 +325,23 @@ class GLiNER:
             order.sort(key=lambda j: len(rows[j].words))
         for lo in range(0, len(order), batch_size):
             chunk = [rows[j] for j in order[lo:lo + batch_size]]
-            batch = self.processor.encode([r.words for r in chunk],
-                                          [r.labels[0] for r in chunk],
-                                          [r.labels[1] for r in chunk], pad=True)
+            yield chunk, self.processor.encode([r.words for r in chunk],
+                                               [r.labels[0] for r in chunk],
+                                               [r.labels[1] for r in chunk], pad=True)
+
+    def _predict_rows(self, rows: list[_Row], batch_size: int):
+        """Yields (rows, probs numpy, text_lengths) per batch (see `_batches`)."""
+        for chunk, batch in self._batches(rows, batch_size):
             probs = self.probs(batch)
             yield chunk, probs[: len(chunk)], batch.text_lengths[: len(chunk)]
+
+    def _row_candidates(self, rows: list[_Row], batch_size: int, thresholds, multi):
+        """Yields (rows, [decoding.Candidates] per row) per batch; `thresholds` / `multi`: per
+        text."""
+        for chunk, probs, lengths in self._predict_rows(rows, batch_size):
+            yield chunk, self.head.arrays(probs, lengths, [r.labels[1] for r in chunk],
+                                          threshold=[thresholds[r.text] for r in chunk],
+                                          multi_label=[multi[r.text] for r in chunk])
 
     chunk_tokens = 1536  # see probs
 
@@ -336,8 +357,7 @@ class GLiNER:
         Rows are independent: the numbers are the same up to float32 rounding. (Batch-coupled
         span modes run whole: there a row's scores depend on its batch.)
         """
-        if self._tables[0] is not self._state:
-            self._tables = (self._state, _encoder_tables(self._static, self._state))
+        self._refresh_tables()
         rows = self.chunk_rows(batch.input_ids.shape[1])
         if batch.num_rows <= rows or self._coupled:
             return self._forward(batch)
@@ -350,6 +370,11 @@ class GLiNER:
         return out
 
     span_probs = probs  # the name before token-level models
+
+    def _refresh_tables(self) -> None:
+        """Input-independent encoder tables, recomputed when the parameters change."""
+        if self._tables[0] is not self._state:
+            self._tables = (self._state, _encoder_tables(self._static, self._state))
 
     def chunk_rows(self, tokens: int) -> int:
         """Rows per chunk for a batch padded to `tokens`: the largest power of two (few batch

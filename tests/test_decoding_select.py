@@ -100,3 +100,28 @@ def test_nan_scores_are_never_candidates():
     old = D.greedy_search(D.candidates(probs, [3], [["a", "b"]])[0], presorted=True)
     assert D.decode(probs, [3], [["a", "b"]]) == [old]
     assert old[0] == D.Span(0, 0, "b", float(F32(0.9)))
+
+
+def test_best_class_on_device_equals_candidate_arrays():
+    """The bi-encoder picks each span's best class on device (`best_class`); with
+    `best_candidates` that gives `candidate_arrays`' candidates of rows without multi_label:
+    per-row label counts, padded classes, ties, NaN."""
+    from gliner_jax.biencoder import best_class
+
+    rng = np.random.default_rng(3)
+    B, W, K, C = 3, 12, 5, 8  # one shape: one compilation
+    for trial in range(20):
+        probs = scores(rng, (B, W, K, C), tie_share=trial % 3 / 2)
+        probs[rng.random(probs.shape) < 0.05] = np.nan
+        names = [list(rng.choice(NAMES, int(rng.integers(1, C + 1)), replace=False))
+                 for _ in range(B)]
+        lengths = [int(x) for x in rng.integers(0, W + 1, B)]
+        thr = [float(x) for x in rng.choice([0.0, 0.5, 0.8], B)]
+        mask = np.arange(C)[None] < np.array([len(n) for n in names])[:, None]
+        best, arg = (np.asarray(x) for x in best_class(probs, mask))
+        got = D.best_candidates(best, arg, lengths, thr)
+        want = D.candidate_arrays(probs, lengths, names, threshold=thr, multi_label=False)
+        for g, w in zip(got, want, strict=True):
+            for a, b in zip(g, w, strict=True):
+                np.testing.assert_array_equal(a, b)
+        assert sum(len(g.score) for g in got) > 0 or trial % 3
