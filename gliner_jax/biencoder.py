@@ -24,14 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gliner_jax.biencoder_io import (
-    labels_fingerprint,
-    load_biencoder,
-    read_label_cache,
-    save_biencoder,
-    save_label_cache,
-)
-from gliner_jax.layers import Precision
+from gliner_jax import decoding
+from gliner_jax.biencoder_io import labels_fingerprint, read_label_cache, save_label_cache
 from gliner_jax.model import GLiNER, _ById
 from gliner_jax.modeling.biencoder import BiEncoderSpanModel
 from gliner_jax.processing import BucketPolicy, Processor, bucket, normalize_labels
@@ -39,10 +33,55 @@ from gliner_jax.processing import BucketPolicy, Processor, bucket, normalize_lab
 
 class BiEncoderProcessor(Processor):
     """The text alone goes through the text encoder: no `<<ENT>> label ... <<SEP>>` prompt
-    (reference `BaseBiEncoderProcessor.tokenize_inputs`); channel c of a row is its c-th label."""
+    (reference `BaseBiEncoderProcessor.tokenize_inputs`); channel c of a row is its c-th label.
+    The labels go through `labels_tokenizer`, each alone."""
+
+    labels_tokenizer = None
+    shared_label_arrays = ("labels_input_ids", "labels_attention_mask")
+
+    @property
+    def tokenizers(self) -> tuple:
+        return (self.tokenizer, self.labels_tokenizer)
 
     def _prompt(self, prompts):
         return []
+
+    def tokenize_labels(self, labels: Sequence[str], min_tokens: int = 8,
+                        half_steps: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(input ids, attention mask) [U, T] of labels for the labels encoder: rows padded to a
+        power of two from 8 (zero rows: masked out), tokens to a bucket from `min_tokens` (few
+        compiled shapes)."""
+        labels = list(labels)
+        if labels:
+            enc = self.labels_tokenizer(labels, truncation=True, padding="longest")
+            ids = np.asarray(enc["input_ids"], np.int32).reshape(len(labels), -1)
+            mask = np.asarray(enc["attention_mask"], np.int32).reshape(len(labels), -1)
+        else:
+            ids = mask = np.zeros((0, 1), np.int32)
+        rows = bucket(len(labels), 8, half_steps=False)
+        t = bucket(ids.shape[1], min_tokens, half_steps=half_steps)
+        ids = np.pad(ids, ((0, rows - ids.shape[0]), (0, t - ids.shape[1])),
+                     constant_values=self.labels_tokenizer.pad_token_id or 0)
+        mask = np.pad(mask, ((0, rows - mask.shape[0]), (0, t - mask.shape[1])))
+        return ids, mask
+
+    def label_arrays(self, batch, labels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """A training batch's labels, as the reference's `BiEncoderSpanDataCollator` gives them:
+        the distinct labels once (`labels_input_ids` / `labels_attention_mask` [U, T], shared by
+        all rows), `labels_gather_indices` [B, C] into them and `prompts_embedding_mask` [B, C].
+        `labels`: the distinct labels to encode (default: those of the batch's rows; a
+        multi-process run passes the global batch's, so that every process holds the same)."""
+        union = list(dict.fromkeys(x for row in batch.prompts for x in row)
+                     if labels is None else labels)
+        where = {x: i for i, x in enumerate(union)}
+        b, c = batch.prompt_mask.shape
+        gather = np.zeros((b, c), np.int32)
+        for i, row in enumerate(batch.prompts):
+            gather[i, : len(row)] = [where[x] for x in row]
+        # training: label tokens padded to powers of two from 16 (labels are short: one shape)
+        ids, mask = self.tokenize_labels(union, min_tokens=16, half_steps=False)
+        return {"labels_input_ids": ids, "labels_attention_mask": mask,
+                "labels_gather_indices": gather, "prompts_embedding_mask": batch.prompt_mask}
 
     def encode(self, words, prompts, label_names=None, ner=None, *, pad=None, **metadata):
         batch = super().encode(words, prompts, label_names, ner, pad=False, **metadata)
@@ -64,20 +103,35 @@ def _label_terms(graphdef: _ById, state, vectors):
     return nnx.merge(graphdef.value, state).label_terms(vectors)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "num_words", "folded"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "num_words", "folded", "best"))
 def _bi_span_probs(graphdef: _ById, state, tables, terms, gather, input_ids, attention_mask,
-                   words_mask, *, num_words: int, folded: bool):
+                   words_mask, class_mask, *, num_words: int, folded: bool, best: bool = False):
+    """sigmoid(logits) [B, W, K, C]; `best`: only each span's best class instead (`best_class`),
+    so that thousands of labels never leave the device as a [B, W, K, C] array."""
     model = nnx.merge(graphdef.value, state)
     words = model.words(input_ids, attention_mask, words_mask, num_words=num_words,
                         encoder_tables=tables)
     logits = model.span_logits_shared(words, terms, folded=folded)
     if gather is not None:  # per-row label sets: [B, C] indices into the batch's union
         logits = jnp.take_along_axis(logits, gather[:, None, None, :], axis=-1)
-    return jax.nn.sigmoid(logits.astype(jnp.float32))
+    probs = jax.nn.sigmoid(logits.astype(jnp.float32))
+    return best_class(probs, class_mask) if best else probs
+
+
+def best_class(probs, class_mask):
+    """(best [B, W, K], arg [B, W, K]): the highest probability of each span over the row's
+    valid classes (`class_mask` [B, C]; NaN counts as -inf, never a candidate) and its lowest
+    channel, the greedy search's first candidate there (`decoding.best_candidates`). Computed
+    on the probabilities, not the logits: distinct logits can share a float32 probability (it
+    saturates at 1.0), and ties go to the lowest channel."""
+    p = jnp.where(class_mask[:, None, None, :] & ~jnp.isnan(probs), probs, -jnp.inf)
+    arg = jnp.argmax(p, axis=-1)
+    return jnp.take_along_axis(p, arg[..., None], axis=-1)[..., 0], arg.astype(jnp.int32)
 
 
 class BiEncoderGLiNER(GLiNER):
-    """A bi-encoder GLiNER with its two tokenizers. Build it with `GLiNER.from_pretrained`."""
+    """A bi-encoder GLiNER with its two tokenizers. Build it with `GLiNER.from_pretrained`
+    (the family table names this class for bi-encoder directories)."""
 
     label_batch = 256         # labels per labels-encoder call
     max_label_sets = 4        # label sets whose kernel terms stay cached
@@ -87,26 +141,15 @@ class BiEncoderGLiNER(GLiNER):
         super().__init__(model, tokenizer, buckets=buckets)
         self.processor = BiEncoderProcessor.from_config(tokenizer, -1, self.config,
                                                         buckets=buckets)
-        self.labels_tokenizer = labels_tokenizer
+        self.processor.labels_tokenizer = self.labels_tokenizer = labels_tokenizer
         self._vectors: dict[str, np.ndarray] = {}        # label text -> pooled vector [D]
         self._terms: OrderedDict = OrderedDict()          # (labels, C) -> kernel terms
         self._given: dict[str, np.ndarray] | None = None  # label_embeddings of this call
         self._given_id = 0                                # tells calls' embeddings apart
 
-    @classmethod
-    def from_pretrained(cls, model_id, *, dtype=None, param_dtype=jnp.float32,
-                        local_files_only: bool = False, max_length: int | None = None,
-                        buckets: BucketPolicy | None = None) -> BiEncoderGLiNER:
-        model, tokenizer, labels_tokenizer = load_biencoder(
-            model_id, Precision(dtype, param_dtype), local_files_only=local_files_only)
-        if max_length is not None:
-            model.config = dataclasses.replace(model.config, max_len=int(max_length))
-        return cls(model, tokenizer, labels_tokenizer, buckets=buckets)
-
-    def _save_local(self, out_dir, dtype) -> Path:
-        nnx.update(self.model, self._state)
-        return save_biencoder(self.model, self.tokenizer, self.labels_tokenizer, out_dir,
-                              dtype=dtype)
+    @property
+    def tokenizers(self) -> tuple:
+        return (self.tokenizer, self.labels_tokenizer)
 
     # -- label vectors ----------------------------------------------------------------------
 
@@ -121,13 +164,7 @@ class BiEncoderGLiNER(GLiNER):
         step = batch_size or self.label_batch
         for lo in range(0, len(todo), step):
             chunk = todo[lo:lo + step]
-            enc = self.labels_tokenizer(chunk, truncation=True, padding="longest")
-            ids = np.asarray(enc["input_ids"], np.int32)
-            mask = np.asarray(enc["attention_mask"], np.int32)
-            rows, t = bucket(len(chunk), 8, half_steps=False), bucket(ids.shape[1], 8)
-            ids = np.pad(ids, ((0, rows - ids.shape[0]), (0, t - ids.shape[1])),
-                         constant_values=self.labels_tokenizer.pad_token_id or 0)
-            mask = np.pad(mask, ((0, rows - mask.shape[0]), (0, t - mask.shape[1])))
+            ids, mask = self.processor.tokenize_labels(chunk)
             vecs = np.asarray(_encode_labels(self._static, self._state, ids, mask), np.float32)
             self._vectors.update(zip(chunk, vecs[: len(chunk)], strict=True))
         if not labels:
@@ -204,7 +241,26 @@ class BiEncoderGLiNER(GLiNER):
     def _param_dtype(self):
         return jax.tree.leaves(nnx.state(self.model.prompt_rep_layer, nnx.Param))[0].dtype
 
-    def _forward(self, batch) -> np.ndarray:
+    def _row_candidates(self, rows, batch_size: int, thresholds, multi, thr=None):
+        """Without multi-label, only each span's best class can be kept (decoding module
+        docstring): it is picked on device, and [B, W, K] comes back instead of [B, W, K, C]."""
+        if any(multi[r.text] for r in rows):
+            yield from super()._row_candidates(rows, batch_size, thresholds, multi, thr)
+            return
+        for chunk, batch in self._batches(rows, batch_size):
+            self._refresh_tables()
+            n = self.chunk_rows(batch.input_ids.shape[1])
+            best = np.zeros(batch.span_mask.shape, np.float32)
+            arg = np.zeros(batch.span_mask.shape, np.int32)
+            for lo in range(0, len(chunk), n):
+                hi = min(lo + n, len(chunk))
+                part = batch if len(chunk) <= n else self._rows_of(batch, lo, hi)
+                b, a = self._forward(part, best=True)
+                best[lo:hi, : b.shape[1]], arg[lo:hi, : b.shape[1]] = b[: hi - lo], a[: hi - lo]
+            yield chunk, decoding.best_candidates(
+                best, arg, batch.text_lengths, [thresholds[r.text] for r in chunk]), None
+
+    def _forward(self, batch, best: bool = False):
         s = batch.shape
         rows = [tuple(p) for p in batch.prompts]
         if all(r == rows[0] for r in rows):
@@ -218,8 +274,8 @@ class BiEncoderGLiNER(GLiNER):
                 gather[i, : len(r)] = [where[x] for x in r]
         d = self.config.hidden_size
         folded = terms["prompts"].shape[0] * 3 < 4 * d  # see span_logits_shared
-        probs = _bi_span_probs(self._static, self._state, self._tables[1], terms, gather,
-                               *self._place_rows(batch.input_ids, batch.attention_mask,
-                                                 batch.words_mask),
-                               num_words=s["W"], folded=folded)
-        return np.asarray(probs)
+        out = _bi_span_probs(self._static, self._state, self._tables[1], terms, gather,
+                             *self._place_rows(batch.input_ids, batch.attention_mask,
+                                               batch.words_mask, batch.prompt_mask),
+                             num_words=s["W"], folded=folded, best=best)
+        return tuple(map(np.asarray, out)) if best else np.asarray(out)

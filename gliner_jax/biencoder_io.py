@@ -32,15 +32,6 @@ _EMBEDDING_KEYS = ("embeddings.word_embeddings.weight", "embeddings.tok_embeddin
 LABELS_TOKENIZER_DIR = "labels_tokenizer"
 
 
-def is_biencoder_config(path: str | Path) -> bool:
-    """True when `path` is a local GLiNER directory whose config names a labels encoder."""
-    f = Path(path).expanduser() / "gliner_config.json"
-    try:
-        return bool(json.loads(f.read_text()).get("labels_encoder"))
-    except (OSError, ValueError):
-        return False
-
-
 def _rows(sd, prefix: str, what: str) -> int:
     for k in _EMBEDDING_KEYS:
         if prefix + k in sd:
@@ -81,11 +72,14 @@ def load_labels_tokenizer(model_dir: Path, cfg: GlinerConfig, *, local_files_onl
 
 
 def load_biencoder(model_dir: str | Path, prec: Precision = Precision(), *,
-                   local_files_only: bool = False):
-    """(BiEncoderSpanModel in eval mode, text tokenizer, labels tokenizer)."""
+                   local_files_only: bool = False, fast_tokenizer: bool = False,
+                   **hub_options):
+    """(BiEncoderSpanModel in eval mode, text tokenizer, labels tokenizer): the family table's
+    loader (`modeling.families`). `fast_tokenizer` is not used: the labels tokenizer needs
+    transformers anyway, so the text tokenizer comes through it too, as in the reference."""
     from gliner_jax.processing import load_tokenizer
 
-    d = resolve_model_dir(model_dir, local_files_only=local_files_only)
+    d = resolve_model_dir(model_dir, local_files_only=local_files_only, **hub_options)
     cfg = read_gliner_config(d, local_files_only=local_files_only)
     if not cfg.labels_encoder:
         raise ModelLoadError(f"{d} is not a bi-encoder GLiNER (no labels_encoder in its config)")

@@ -22,6 +22,7 @@ from gliner_jax.config import ConfigError, EncoderConfig, GlinerConfig
 from gliner_jax.hub import HubError, download, looks_like_repo_id
 from gliner_jax.layers import Precision
 from gliner_jax.modeling import build_model
+from gliner_jax.modeling.families import FAMILIES, Family, family_of, symbol
 from gliner_jax.weights import (
     WeightsError,
     export_state,
@@ -103,6 +104,15 @@ def model_from_state(cfg: GlinerConfig, sd: dict[str, np.ndarray],
     return model
 
 
+def dir_family(model_dir: Path, *, local_files_only: bool = False) -> Family:
+    """The family row (`modeling.families`) of a local GLiNER directory's config; the
+    uni-encoder span row when it has no gliner_config.json (legacy folders, which load_gliner
+    then reports on)."""
+    if not (model_dir / "gliner_config.json").is_file():
+        return FAMILIES[-1]
+    return family_of(read_gliner_config(model_dir, local_files_only=local_files_only))
+
+
 def load_gliner(model_dir: str | Path, prec: Precision = Precision(), *,
                 local_files_only: bool = False, fast_tokenizer: bool = False, **hub_options):
     """(model in eval mode, tokenizer) from a GLiNER directory or hub id (`hub_options`:
@@ -166,13 +176,9 @@ def convert(src: str | Path, dst: str | Path, dtype: str | None = None) -> Path:
     if dtype == "bfloat16":
         import ml_dtypes
         np_dtype["bfloat16"] = ml_dtypes.bfloat16
-    from gliner_jax.biencoder_io import is_biencoder_config, load_biencoder, save_biencoder
-    if is_biencoder_config(resolve_model_dir(src)):  # labels_encoder: the bi-encoder layout
-        model, tokenizer, labels_tokenizer = load_biencoder(src)
-        out = save_biencoder(model, tokenizer, labels_tokenizer, dst, dtype=np_dtype[dtype])
-    else:
-        model, tokenizer = load_gliner(src)
-        out = save_gliner(model, tokenizer, dst, dtype=np_dtype[dtype])
+    fam = dir_family(resolve_model_dir(src))
+    model, *tokenizers = symbol(fam.load)(src)
+    out = symbol(fam.save)(model, *tokenizers, dst, dtype=np_dtype[dtype])
     for name in ("README.md", "LICENSE"):
         if (Path(src) / name).is_file() and not (out / name).exists():
             shutil.copy(Path(src) / name, out / name)

@@ -8,6 +8,19 @@ A greedy search keeps them in order of decreasing score (a stable sort, so ties 
   nested: only crossing spans (overlap with neither containing the other);
   both:   the very same (start, end) conflicts unless multi_label.
 Kept spans come out sorted by start (stable). Numpy only.
+
+Two implementations of the same rules:
+- `candidates` / `merge_candidates` / `greedy_search` build one `Span` per candidate, the
+  reference's way: clear, and the yardstick the tests compare the other with.
+- `candidate_arrays` + `select` (what `decode` and the API use) keep candidates as numpy arrays
+  and run the greedy search over span *positions* only. Whether a candidate is kept depends only
+  on its position's first candidate in greedy order: a kept position blocks every later
+  candidate at the same position (unless multi_label) and every crossing / overlapping one; a
+  position rejected because of a kept span stays rejected. So without multi_label only the best
+  class of each position (ties: the lowest channel, as the stable sort) can be kept, and with
+  multi_label a position's candidates are all kept or all dropped with its first one. A random
+  model at 1,000 labels puts ~10^5 (span, label) pairs of a batch above 0.5; the positions are
+  at most W x K per text.
 """
 
 from __future__ import annotations
@@ -89,9 +102,126 @@ def decode(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
     n_rows = len(label_names)
     flat = _per_row(flat_ner, n_rows, "flat_ner")
     multi = _per_row(multi_label, n_rows, "multi_label")
-    rows = HEADS[head].candidates(probs, text_lengths, label_names, threshold=threshold)
-    return [greedy_search(c, flat_ner=bool(f), multi_label=bool(m), presorted=True)
-            for c, f, m in zip(rows, flat, multi, strict=True)]
+    rows = HEADS[head].arrays(probs, text_lengths, label_names, threshold=threshold,
+                              multi_label=multi)
+    return [select([c], names, flat_ner=bool(f), multi_label=bool(m), head=head)
+            for c, names, f, m in zip(rows, label_names, flat, multi, strict=True)]
+
+
+class Candidates(NamedTuple):
+    """Candidates of one row (or of one text, gathered from its windows) as arrays, in any
+    order; `select` sorts them."""
+
+    start: np.ndarray    # int64 [N] first word
+    end: np.ndarray      # int64 [N] last word, inclusive
+    channel: np.ndarray  # int64 [N] class channel: index into the row's label names
+    score: np.ndarray    # float32 [N]
+
+    def shifted(self, words: int) -> Candidates:
+        return self._replace(start=self.start + words, end=self.end + words)
+
+
+def candidate_arrays(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
+                     label_names: Sequence[Sequence[str]], *,
+                     threshold: float | Sequence[float] = 0.5,
+                     multi_label: bool | Sequence[bool] = True) -> list[Candidates]:
+    """Per row, the span candidates of `candidates` as arrays; for a row without multi_label
+    only each position's first one in greedy order (its best class, ties: the lowest channel),
+    the only one the greedy search can keep (module docstring). That holds for a text's windows
+    too: the best of a position over the windows is the best of its windows' bests."""
+    n_rows = len(label_names)
+    probs = np.asarray(probs)
+    if probs.ndim != 4 or probs.shape[0] < n_rows:
+        raise ValueError(f"probs must be [B>={n_rows}, W, K, C], got {probs.shape}")
+    _, num_words, max_width, num_classes = probs.shape
+    lengths = np.asarray(text_lengths, np.int64).reshape(-1)[:n_rows]
+    n_labels = np.array([len(x) for x in label_names], np.int64)
+    if (n_labels > num_classes).any():
+        raise ValueError(f"a row has {n_labels.max()} labels but probs has {num_classes} classes")
+    thr = np.asarray(_per_row(threshold, n_rows, "threshold"), np.float32)
+    multi = _per_row(multi_label, n_rows, "multi_label")
+    inside = (np.arange(num_words)[:, None] + np.arange(max_width)[None, :] + 1)  # s + k + 1
+    out = []
+    for b in range(n_rows):
+        p = probs[b, :, :, : n_labels[b]].astype(np.float32, copy=False)
+        valid = inside <= lengths[b]
+        if n_labels[b] == 0:
+            out.append(Candidates(*(np.zeros(0, np.int64),) * 3, np.zeros(0, np.float32)))
+            continue
+        if multi[b]:
+            si, ki, ci = np.nonzero((p > thr[b]) & valid[..., None])
+            out.append(Candidates(si, si + ki, ci, p[si, ki, ci]))
+            continue
+        # the best class above threshold per position (NaN and below: -inf, never kept)
+        best = np.where(p > thr[b], p, np.float32(-np.inf))
+        arg = best.argmax(-1)                        # first maximum: the lowest channel
+        top = np.take_along_axis(best, arg[..., None], -1)[..., 0]
+        out.append(best_candidates(top[None], arg[None], lengths[b:b + 1], thr[b:b + 1])[0])
+    return out
+
+
+def best_candidates(best: np.ndarray, arg: np.ndarray, text_lengths,
+                    threshold) -> list[Candidates]:
+    """Candidates of rows without multi_label from each position's best class, reduced
+    elsewhere (`candidate_arrays`, or on device by the bi-encoder): `best` [B, W, K] the
+    highest probability over the row's valid classes (NaN counted as -inf), `arg` [B, W, K] its
+    lowest channel; a position is a candidate when best > threshold (float32) and the span ends
+    inside the text."""
+    best = np.asarray(best, np.float32)
+    _, num_words, max_width = best.shape
+    thr = np.asarray(threshold, np.float32).reshape(-1)
+    ends = np.arange(num_words)[:, None] + np.arange(max_width)[None, :] + 1     # s + k + 1
+    out = []
+    for b in range(len(thr)):
+        si, ki = np.nonzero((best[b] > thr[b]) & (ends <= int(text_lengths[b])))
+        out.append(Candidates(si, si + ki, np.asarray(arg[b, si, ki], np.int64), best[b, si, ki]))
+    return out
+
+
+def token_candidate_arrays(probs, text_lengths, label_names, *, threshold=0.5,
+                           multi_label=True) -> list[Candidates]:
+    """`token_candidates` as arrays (few candidates per row: no reduction)."""
+    out = []
+    for row in _token_rows(probs, text_lengths, label_names, threshold):
+        cols = list(zip(*((sp.start, sp.end, c, sp.score) for c, sp in row), strict=True))
+        if not cols:
+            cols = [[], [], [], []]
+        out.append(Candidates(np.asarray(cols[0], np.int64), np.asarray(cols[1], np.int64),
+                              np.asarray(cols[2], np.int64), np.asarray(cols[3], np.float32)))
+    return out
+
+
+def select(parts: Sequence[Candidates], label_names: Sequence[str], *, flat_ner: bool = True,
+           multi_label: bool = False, head: str = "span") -> list[Span]:
+    """The greedy decoding of one text's candidates (from one or more windows, in text words):
+    what `greedy_search(merge_candidates(...), presorted=True)` gives, with the greedy search
+    run over positions (module docstring). A span found in several windows counts once, with
+    its highest score."""
+    parts = [p for p in parts if p.score.size]
+    if not parts:
+        return []
+    c = parts[0] if len(parts) == 1 else Candidates(
+        *(np.concatenate(x) for x in zip(*parts, strict=True)))
+    start, end, channel = c.start, c.end, c.channel
+    score = c.score.astype(np.float32, copy=False)
+    # greedy order: decreasing score, ties in the head's candidate order
+    order = np.lexsort((*reversed(HEADS[head].array_tie(start, end, channel)), -score))
+    span_id = start * (int(end.max()) + 1) + end  # a position
+    if len(parts) > 1:  # the same (position, class) from several windows: its first is its best
+        key = span_id[order] * (int(channel.max()) + 1) + channel[order]
+        order = order[np.sort(np.unique(key, return_index=True)[1])]
+    firsts = order[np.sort(np.unique(span_id[order], return_index=True)[1])]
+    kept = greedy_search([Span(s, e, label_names[ch], sc) for s, e, ch, sc in zip(
+        start[firsts].tolist(), end[firsts].tolist(), channel[firsts].tolist(),
+        score[firsts].tolist(), strict=True)], flat_ner=flat_ner, presorted=True)
+    if not multi_label:
+        return kept
+    # every candidate of a kept position, in greedy order, then stably by start
+    chosen = order[np.isin(span_id[order], [s * (int(end.max()) + 1) + e for s, e, *_ in kept])]
+    chosen = chosen[np.argsort(start[chosen], kind="stable")]
+    return [Span(s, e, label_names[ch], sc) for s, e, ch, sc in zip(
+        start[chosen].tolist(), end[chosen].tolist(), channel[chosen].tolist(),
+        score[chosen].tolist(), strict=True)]
 
 
 def merge_candidates(spans: Sequence[Span], label_order: Sequence[str],
@@ -123,6 +253,12 @@ def token_candidates(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray
     e >= s, and no inside[w, c] for w in s..e is < threshold (compared as python floats, as the
     reference does); its score is the least of those probabilities.
     """
+    return [[sp for _, sp in row]
+            for row in _token_rows(probs, text_lengths, label_names, threshold)]
+
+
+def _token_rows(probs, text_lengths, label_names, threshold) -> list[list[tuple[int, Span]]]:
+    """`token_candidates` with each span's class channel: [(channel, Span)] per row."""
     n_rows = len(label_names)
     probs = np.asarray(probs)
     if probs.ndim != 4 or probs.shape[0] < n_rows or probs.shape[-1] != 3:
@@ -153,7 +289,7 @@ def token_candidates(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray
                         break  # an inside score below threshold: no longer span either
                     row.append((c, Span(st, ed, names[c], min(low, float(end[ed, c])))))
         row.sort(key=lambda x: (-x[1].score, x[1].start, x[0], x[1].end))
-        out.append([sp for _, sp in row])
+        out.append(row)
     return out
 
 
@@ -163,6 +299,8 @@ class Head(NamedTuple):
     candidates: Any      # (probs, text_lengths, label_names, threshold=) -> [[Span]] per row
     tie: Any             # (span, class channel) -> tie-break key among equal scores
     probs_shape: Any     # (B, W, K, C) -> the probabilities' shape
+    arrays: Any          # (probs, ..., threshold=, multi_label=) -> [Candidates] per row
+    array_tie: Any       # (start, end, channel) arrays -> `tie` as lexsort keys, major first
     # long texts: False = candidates per window, merged (a span lies whole in some window);
     # True = per-word probabilities stitched over the windows, decoded once per text (an
     # entity may be longer than the windows' overlap: `stitch_windows`)
@@ -170,9 +308,11 @@ class Head(NamedTuple):
 
 
 HEADS = {
-    "span": Head(candidates, lambda sp, c: (sp.start, sp.end, c), lambda b, w, k, c: (b, w, k, c)),
+    "span": Head(candidates, lambda sp, c: (sp.start, sp.end, c), lambda b, w, k, c: (b, w, k, c),
+                 candidate_arrays, lambda s, e, c: (s, e, c)),
     "token": Head(token_candidates, lambda sp, c: (sp.start, c, sp.end),
-                  lambda b, w, k, c: (b, w, c, 3), stitched=True),
+                  lambda b, w, k, c: (b, w, c, 3), token_candidate_arrays,
+                  lambda s, e, c: (s, c, e), stitched=True),
 }
 
 

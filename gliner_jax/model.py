@@ -26,9 +26,9 @@ from flax import nnx
 
 from gliner_jax import decoding
 from gliner_jax import relations as relex
-from gliner_jax.convert import load_gliner, resolve_model_dir, save_gliner
+from gliner_jax.convert import ModelLoadError, dir_family, resolve_model_dir
 from gliner_jax.layers import Precision
-from gliner_jax.modeling.families import batch_coupled
+from gliner_jax.modeling.families import batch_coupled, symbol
 from gliner_jax.processing import BucketPolicy, Processor, normalize_labels, split_words
 
 Labels = str | Sequence[str] | Mapping[str, str]
@@ -151,20 +151,32 @@ class GLiNER:
         """
         hub = {k: v for k, v in dict(revision=revision, cache_dir=cache_dir, token=token,
                                      force_download=force_download).items() if v}
-        if cls is GLiNER:  # a bi-encoder (labels_encoder in its config) has its own class
-            from gliner_jax.biencoder_io import is_biencoder_config
-            local = resolve_model_dir(model_id, local_files_only=local_files_only, **hub)
-            if (local / "gliner_config.json").is_file() and is_biencoder_config(local):
-                from gliner_jax.biencoder import BiEncoderGLiNER
-                return BiEncoderGLiNER.from_pretrained(
-                    local, dtype=dtype, param_dtype=param_dtype, max_length=max_length,
-                    buckets=buckets)
-        model, tokenizer = load_gliner(model_id, Precision(dtype, param_dtype),
-                                       local_files_only=local_files_only,
-                                       fast_tokenizer=True, **hub)
+        local = resolve_model_dir(model_id, local_files_only=local_files_only, **hub)
+        if not Path(model_id).expanduser().exists() \
+                and not (local / "gliner_config.json").is_file():
+            raise ModelLoadError(f"hub repo {model_id} has no gliner_config.json: it is not a "
+                                 "GLiNER model")
+        # the family row names the API class and the loader (a bi-encoder: BiEncoderGLiNER);
+        # a subclass of that class (the server's) loads as itself
+        fam = dir_family(local, local_files_only=local_files_only)
+        api = symbol(fam.api)
+        if issubclass(cls, api):
+            api = cls
+        elif not issubclass(api, cls):
+            raise ModelLoadError(f"{model_id} is a {fam.name} model: load it with "
+                                 f"{api.__name__}.from_pretrained or GLiNER.from_pretrained")
+        model, *tokenizers = symbol(fam.load)(local, Precision(dtype, param_dtype),
+                                              local_files_only=local_files_only,
+                                              fast_tokenizer=True)
         if max_length is not None:
             model.config = dataclasses.replace(model.config, max_len=int(max_length))
-        return cls(model, tokenizer, buckets=buckets)
+        return api(model, *tokenizers, buckets=buckets)
+
+    @property
+    def tokenizers(self) -> tuple:
+        """What the family's writer takes after the model (the text tokenizer; a bi-encoder's
+        labels tokenizer too)."""
+        return (self.tokenizer,)
 
     def save_pretrained(self, out_dir: str | Path, dtype=None, *, push_to_hub: bool = False,
                         repo_id: str | None = None, **push_to_hub_kwargs) -> Path | str:
@@ -184,7 +196,8 @@ class GLiNER:
 
     def _save_local(self, out_dir, dtype) -> Path:
         nnx.update(self.model, self._state)
-        return save_gliner(self.model, self.tokenizer, out_dir, dtype=dtype)
+        return symbol(self.config.family.save)(self.model, *self.tokenizers, out_dir,
+                                               dtype=dtype)
 
     def use_mesh(self, mesh: jax.sharding.Mesh | None) -> GLiNER:
         """Run data-parallel over `mesh` (e.g. `sharding.make_mesh((-1, 1, 1),
@@ -334,41 +347,32 @@ class GLiNER:
         empty = pending.count(0)  # empty texts have no rows: already done
         if progress is not None and empty:
             progress(empty)
-        cands: dict[int, list[decoding.Span]] = {}
+        cands: dict[int, list[decoding.Candidates]] = {}
         rel_cands: dict[int, list[relex.Relation]] = {}
         thr = {"entity": thresholds, "adjacency": adj_thr, "relation": rel_thr}
-        parts: dict[int, list] = {}  # word-level heads: (first word, probs) per window
-        for batch_rows, probs, lengths, rels in self._predict_rows(rows, batch_size, thr):
-            names = [r.labels[1] for r in batch_rows]
-            if self.head.stitched:   # decoded per text once its windows are stitched (below)
-                for j, r in enumerate(batch_rows):
-                    parts.setdefault(r.text, []).append((r.first_word, probs[j, :lengths[j]]))
-                per_row = [[] for _ in batch_rows]
-            else:
-                per_row = self.head.candidates(
-                    probs, lengths, names, threshold=[thresholds[r.text] for r in batch_rows])
+        parts: dict[int, list] = {}  # stitched heads: (first word, word probs) per window
+        for batch_rows, per_row, rels in self._row_candidates(rows, batch_size, thresholds,
+                                                              multi, thr):
             done = 0
             for i, r in enumerate(batch_rows if rels is not None else ()):
                 rel_cands.setdefault(r.text, []).extend(x.shifted(r.first_word) for x in rels[i])
-            for r, spans in zip(batch_rows, per_row, strict=True):
-                cands.setdefault(r.text, []).extend(
-                    sp._replace(start=sp.start + r.first_word, end=sp.end + r.first_word)
-                    for sp in spans)
+            for r, found in zip(batch_rows, per_row, strict=True):
+                if self.head.stitched:  # decoded per text once its windows are stitched
+                    parts.setdefault(r.text, []).append((r.first_word, found))
+                else:
+                    cands.setdefault(r.text, []).append(found.shifted(r.first_word))
                 pending[r.text] -= 1
                 done += pending[r.text] == 0
                 if pending[r.text] == 0 and r.text in parts:
                     word_probs = decoding.stitch_windows(parts.pop(r.text))
-                    cands[r.text] = self.head.candidates(
+                    cands[r.text] = self.head.arrays(
                         word_probs[None], [len(word_probs)], [r.labels[1]],
-                        threshold=thresholds[r.text])[0]
+                        threshold=[thresholds[r.text]], multi_label=[multi[r.text]])
             if progress is not None and done:
                 progress(done)
-        out = []
-        for i in range(len(splits)):
-            merged = decoding.merge_candidates(cands.get(i, []), label_sets[i][1],
-                                               self.head_name)
-            out.append(decoding.greedy_search(merged, flat_ner=flat[i], multi_label=multi[i],
-                                              presorted=True))
+        out = [decoding.select(cands.get(i, []), label_sets[i][1], flat_ner=flat[i],
+                               multi_label=multi[i], head=self.head_name)
+               for i in range(len(splits))]
         if relation_sets is None:
             return out
         return out, [relex.merge_relations(rel_cands.get(i, [])) for i in range(len(splits))]
@@ -434,10 +438,9 @@ class GLiNER:
         counts = np.bincount([w for w in ids if w is not None], minlength=len(words))
         return counts, limit - prompt
 
-    def _predict_rows(self, rows: list[_Row], batch_size: int, thresholds=None):
-        """Yields (rows, probs numpy, text_lengths, relation candidates per row or None) per
-        batch; rows sorted by length so padding stays small (kept in input order for
-        batch-coupled span modes, as the reference)."""
+    def _batches(self, rows: list[_Row], batch_size: int):
+        """Yields (rows, padded Batch) per batch; rows sorted by length so padding stays small
+        (kept in input order for batch-coupled span modes, as the reference)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         order = list(range(len(rows)))
@@ -445,16 +448,34 @@ class GLiNER:
             order.sort(key=lambda j: len(rows[j].words))
         for lo in range(0, len(order), batch_size):
             chunk = [rows[j] for j in order[lo:lo + batch_size]]
-            with_rel = chunk[0].relations is not None
-            rel_kw = {"relations": [r.relations for r in chunk]} if with_rel else {}
-            batch = self.processor.encode([r.words for r in chunk],
-                                          [r.labels[0] for r in chunk],
-                                          [r.labels[1] for r in chunk], pad=True, **rel_kw)
-            if with_rel:
+            rel_kw = {"relations": [r.relations for r in chunk]} \
+                if chunk[0].relations is not None else {}
+            yield chunk, self.processor.encode([r.words for r in chunk],
+                                               [r.labels[0] for r in chunk],
+                                               [r.labels[1] for r in chunk], pad=True, **rel_kw)
+
+    def _predict_rows(self, rows: list[_Row], batch_size: int, thresholds=None):
+        """Yields (rows, probs numpy, text_lengths, relation candidates per row or None) per
+        batch (see `_batches`); `thresholds`: relex models' {"entity", "adjacency",
+        "relation"} per text."""
+        for chunk, batch in self._batches(rows, batch_size):
+            if chunk[0].relations is not None:
                 probs, rels = relex.relex_rows(self, batch, chunk, thresholds)
             else:
                 probs, rels = self.probs(batch), None
             yield chunk, probs[: len(chunk)], batch.text_lengths[: len(chunk)], rels
+
+    def _row_candidates(self, rows: list[_Row], batch_size: int, thresholds, multi, thr=None):
+        """Yields (rows, per row: decoding.Candidates, or for a stitched head (token level) its
+        word probabilities, relation candidates per row or None) per batch; `thresholds` /
+        `multi`: per text; `thr`: relex thresholds (`_predict_rows`)."""
+        for chunk, probs, lengths, rels in self._predict_rows(rows, batch_size, thr):
+            if self.head.stitched:
+                yield chunk, [probs[j, : lengths[j]] for j in range(len(chunk))], rels
+                continue
+            yield chunk, self.head.arrays(probs, lengths, [r.labels[1] for r in chunk],
+                                          threshold=[thresholds[r.text] for r in chunk],
+                                          multi_label=[multi[r.text] for r in chunk]), rels
 
     chunk_tokens = 1536  # see probs
 
@@ -470,8 +491,7 @@ class GLiNER:
         Rows are independent: the numbers are the same up to float32 rounding. (Batch-coupled
         span modes run whole: there a row's scores depend on its batch.)
         """
-        if self._tables[0] is not self._state:
-            self._tables = (self._state, _encoder_tables(self._static, self._state))
+        self._refresh_tables()
         rows = self.chunk_rows(batch.input_ids.shape[1])
         if batch.num_rows <= rows or self._coupled:
             return self._forward(batch)
@@ -484,6 +504,11 @@ class GLiNER:
         return out
 
     span_probs = probs  # the name before token-level models
+
+    def _refresh_tables(self) -> None:
+        """Input-independent encoder tables, recomputed when the parameters change."""
+        if self._tables[0] is not self._state:
+            self._tables = (self._state, _encoder_tables(self._static, self._state))
 
     def chunk_rows(self, tokens: int) -> int:
         """Rows per chunk for a batch padded to `tokens`: the largest power of two (few batch

@@ -367,6 +367,18 @@ class Processor:
                    head=cfg.family.head,
                    rel_token=relation_token(cfg) if cfg.family.relations else None)
 
+    @property
+    def tokenizers(self) -> tuple:
+        """The tokenizers a model directory of this family holds (`Family.save` takes them)."""
+        return (self.tokenizer,)
+
+    shared_label_arrays: tuple[str, ...] = ()  # label arrays not split over the batch axis
+
+    def label_arrays(self, batch: Batch, labels: Sequence[str] | None = None) -> dict:
+        """Training arrays beyond `Batch.arrays()` that carry the labels (a bi-encoder's labels
+        encoder inputs); none here: the labels are in the prompt."""
+        return {}
+
     def default_buckets(self) -> BucketPolicy:
         return BucketPolicy(max_tokens=self.model_max_length)
 

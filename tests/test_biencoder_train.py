@@ -22,12 +22,8 @@ from reference_biencoder import build_reference_biencoder
 from gliner_jax.biencoder_io import load_biencoder
 from gliner_jax.layers import Precision
 from gliner_jax.weights import export_state
-from train.biencoder_step import (
-    biencoder_batch_loss,
-    biencoder_param_groups,
-    make_biencoder_optimizer,
-)
 from train.config import LossConfig, OptimConfig
+from train.step import batch_loss, make_optimizer, param_groups
 
 EXAMPLES = [
     {"tokenized_text": "John Smith works at Google in Paris , said Alice .".split(),
@@ -91,8 +87,7 @@ def test_loss_and_gradients_match_reference_float64(ref):
         graphdef, params, rest = nnx.split(ours, nnx.Param, ...)
         params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
         loss, grads = jax.value_and_grad(
-            lambda p: biencoder_batch_loss(p, graphdef, rest, batch, LOSS,
-                                           encoder_tables=tables))(params)
+            lambda p: batch_loss(p, graphdef, rest, batch, LOSS, encoder_tables=tables))(params)
         named = export_state(nnx.merge(graphdef, grads, rest))
     assert abs(float(loss) - want_loss) <= 1e-12 * abs(want_loss), (float(loss), want_loss)
     assert set(named) == set(want) | unused
@@ -123,16 +118,15 @@ def test_loss_and_gradients_match_reference_float64(ref):
 def test_labels_encoder_has_its_own_optimizer_group(ref):
     _, saved = ref
     model, _, _ = load_biencoder(saved)
-    groups, decay = biencoder_param_groups(model)
+    groups, decay = param_groups(model)
     flat = {tuple(map(str, p)): g for p, g in nnx.to_flat_state(nnx.State(groups))}
     assert {g for p, g in flat.items() if p[1] in ("labels_encoder", "labels_projection")} == {
         "labels_encoder"}
     assert {g for p, g in flat.items() if p[1] in ("bert_layer", "projection")} == {"encoder"}
     assert {g for p, g in flat.items() if p[0] != "token_rep_layer"} == {"others"}
     lrs = {"encoder": 1e-5, "others": 5e-5, "labels_encoder": 3e-4}
-    tx, scheds = make_biencoder_optimizer(OptimConfig(lr_encoder=1e-5, lr_others=5e-5,
-                                                      warmup_ratio=0.0, schedule="constant"),
-                                          model, 10, lr_labels=3e-4)
+    tx, scheds = make_optimizer(OptimConfig(lr_encoder=1e-5, lr_others=5e-5, lr_labels=3e-4,
+                                            warmup_ratio=0.0, schedule="constant"), model, 10)
     assert float(scheds["labels_encoder"](5)) == pytest.approx(3e-4)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)

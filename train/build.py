@@ -20,11 +20,18 @@ from flax import nnx
 
 from gliner_jax import weights
 from gliner_jax.config import EncoderConfig, GlinerConfig
-from gliner_jax.convert import load_gliner, model_from_state
+from gliner_jax.convert import dir_family, model_from_state, resolve_model_dir
 from gliner_jax.layers import Precision
 from gliner_jax.modeling import build_model as build_gliner
-from gliner_jax.processing import load_tokenizer
-from gliner_jax.weights import WeightsError, export_state, read_checkpoint, strip_prefixes
+from gliner_jax.modeling.families import symbol
+from gliner_jax.processing import Processor, load_tokenizer
+from gliner_jax.weights import (
+    WeightsError,
+    export_state,
+    load_into,
+    read_checkpoint,
+    strip_prefixes,
+)
 from train.config import DataConfig, ModelConfig
 
 ENCODER_PREFIX = "token_rep_layer.bert_layer.model."
@@ -83,11 +90,39 @@ def encoder_state(path: Path, rows: int, seed: int) -> tuple[dict, list[str]]:
     return {ENCODER_PREFIX + k: v for k, v in sd.items()}, heads
 
 
+def _prompt_processor(model, tokenizer, mcfg: ModelConfig) -> Processor:
+    cfg = model.config
+    return Processor.from_config(tokenizer, cfg.class_token_index, cfg)
+
+
+def _labels_encoder_processor(model, tokenizer, mcfg: ModelConfig) -> Processor:
+    """A bi-encoder's: the text alone, the labels through the labels tokenizer of the
+    fine-tuned directory."""
+    from gliner_jax.biencoder import BiEncoderProcessor
+    from gliner_jax.biencoder_io import load_labels_tokenizer
+
+    processor = BiEncoderProcessor.from_config(tokenizer, -1, model.config)
+    processor.labels_tokenizer = load_labels_tokenizer(
+        resolve_model_dir(mcfg.path, local_files_only=True), model.config, local_files_only=True)
+    return processor
+
+
+# the processor of each way labels reach the model (gliner_jax.modeling.families Family.inputs)
+PROCESSORS = {"prompt": _prompt_processor, "labels_encoder": _labels_encoder_processor}
+
+
+def make_processor(model, tokenizer, mcfg: ModelConfig) -> Processor:
+    """The training processor of the model's family."""
+    return PROCESSORS[model.config.family.inputs](model, tokenizer, mcfg)
+
+
 def build_model(mcfg: ModelConfig, data: DataConfig, seed: int):
     """(GLiNER model with the run's dropout, tokenizer, notes for the log)."""
     prec = precision(mcfg)
-    if mcfg.init == "gliner":
-        model, tokenizer = load_gliner(mcfg.path, prec, local_files_only=True)
+    if mcfg.init == "gliner":  # any family: its row names the loader (a bi-encoder's too)
+        fam = dir_family(resolve_model_dir(mcfg.path, local_files_only=True),
+                         local_files_only=True)
+        model, tokenizer, *_ = symbol(fam.load)(mcfg.path, prec, local_files_only=True)
         over = {f: getattr(mcfg, f) for f in ("dropout", "max_len") if getattr(mcfg, f) is not None}
         for f in ("hidden_size", "max_width", "span_mode"):
             if getattr(mcfg, f) not in (None, getattr(model.config, f)):
@@ -95,8 +130,11 @@ def build_model(mcfg: ModelConfig, data: DataConfig, seed: int):
                                  f"{getattr(model.config, f)}")
         cfg = dataclasses.replace(model.config, max_types=data.max_types,
                                   max_neg_type_ratio=data.max_neg_type_ratio, **over)
-        model = model_from_state(cfg, export_state(model), prec, what=mcfg.path)
-        return model, tokenizer, [f"fine-tuning the GLiNER model in {mcfg.path}"]
+        # rebuilt with the run's dropout: the loaded config already holds the vocabulary sizes
+        model = load_into(nnx.eval_shape(lambda: build_gliner(cfg, prec, rngs=nnx.Rngs(0))),
+                          export_state(model), what=mcfg.path)
+        model.eval()
+        return model, tokenizer, [f"fine-tuning the {fam.name} model in {mcfg.path}"]
 
     path = Path(mcfg.path)
     enc = _encoder_config(path, mcfg.encoder)

@@ -80,6 +80,8 @@ class LossConfig:
 class OptimConfig:
     lr_encoder: float = 1e-5       # params under token_rep_layer (reference learning_rate)
     lr_others: float = 5e-5        # everything else (reference others_lr)
+    lr_labels: float | None = None  # a bi-encoder's labels encoder (None: lr_encoder)
+    wd_labels: float | None = None  # its weight decay (None: wd_encoder)
     wd_encoder: float = 0.01       # (reference weight_decay)
     wd_others: float = 0.01        # (reference others_weight_decay)
     b1: float = 0.9

@@ -340,16 +340,31 @@ class Batcher:
         s = batch.shape
         return self._pad(batch, s["T"], s["W"], s["C"], rows)
 
+    def arrays(self, batch, accum: int, all_types: list[list[str]] | None = None) -> dict:
+        """The step's arrays [A, b, ...] of a padded batch, with the family's label arrays
+        (`Processor.label_arrays`: a bi-encoder's distinct labels, the same in every
+        micro-batch). `all_types`: the global batch's types (several processes)."""
+        union = None if all_types is None else list(dict.fromkeys(
+            x for row in all_types for x in row))
+        extra = self.processor.label_arrays(batch, union)
+        out = {k: v.reshape(accum, -1, *v.shape[1:]) for k, v in batch.arrays().items()
+               if k != "prompt_mask"}
+        for k, v in extra.items():
+            shared = k in self.processor.shared_label_arrays
+            out[k] = np.broadcast_to(v, (accum, *v.shape)).copy() if shared else \
+                v.reshape(accum, -1, *v.shape[1:])
+        return out
+
     def __call__(self, examples: list[dict], types: list[list[str]], *, agree=None,
-                 ) -> tuple[dict, dict]:
+                 all_types: list[list[str]] | None = None) -> tuple[dict, dict]:
         """Arrays [A, b, ...] of `examples` (with several processes: this process's rows of
-        the global batch). `agree` maps this process's (T, W, C, tokens) to the global batch's
-        (max, max, max, sum), so that every process pads to the same buckets."""
+        the global batch, and `all_types` the types of all of it). `agree` maps this process's
+        (T, W, C, tokens) to the global batch's (max, max, max, sum), so that every process
+        pads to the same buckets."""
         batch = self._unpadded(examples, types)
         s = batch.shape
         need = np.array([s["T"], s["W"], s["C"], batch.attention_mask.sum()], np.int64)
         t, w, c, tokens = (int(x) for x in (need if agree is None else agree(need)))
         batch = self._pad(batch, t, w, c, len(examples))
-        arrays = {k: v.reshape(self.accum, -1, *v.shape[1:])
-                  for k, v in batch.arrays().items() if k != "prompt_mask"}
-        return arrays, {"examples": len(examples), "tokens": tokens}
+        return (self.arrays(batch, self.accum, all_types),
+                {"examples": len(examples), "tokens": tokens})

@@ -7,7 +7,10 @@ structure (graphdef) and its RNG-stream variables (`rest`) stay outside it. Drop
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +21,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 from train.config import LossConfig, OptimConfig
 from train.relex_loss import relex_loss
 
-# batch arrays and their rank, with the leading micro-batch axis: [A, b, ...]
+# batch arrays and their rank, with the leading micro-batch axis: [A, b, ...] (a family's
+# label arrays: INPUTS)
 BATCH_RANKS = {"input_ids": 3, "attention_mask": 3, "words_mask": 3, "text_lengths": 2,
                "span_mask": 4, "labels": 5}
 
@@ -98,6 +102,52 @@ def token_loss(logits, labels, prompt_mask, span_mask, cfg: LossConfig, key=None
 LOSSES = {"span": span_loss, "token": token_loss}
 
 
+# ---------------------------------------------------------------------------------------------
+# how a batch feeds each family (gliner_jax.modeling.families Family.inputs)
+
+
+def prompt_logits(model, batch, num_words: int, num_classes: int, encoder_tables=None):
+    """(logits, prompt_mask): the labels are in the prompt of every row."""
+    return model(batch["input_ids"], batch["attention_mask"], batch["words_mask"],
+                 batch["text_lengths"], num_words=num_words, num_classes=num_classes,
+                 encoder_tables=encoder_tables)
+
+
+def labels_encoder_logits(model, batch, num_words: int, num_classes: int, encoder_tables=None):
+    """(logits, prompt_mask) of a bi-encoder: the batch's distinct labels go through the labels
+    encoder once ([U, T']); each row gathers its C of them (reference BiEncoderSpanModel)."""
+    vectors = model.encode_labels(batch["labels_input_ids"], batch["labels_attention_mask"])
+    vectors = vectors[batch["labels_gather_indices"]]                          # [B, C, D]
+    mask = batch["prompts_embedding_mask"]
+    logits = model(batch["input_ids"], batch["attention_mask"], batch["words_mask"],
+                   batch["text_lengths"], vectors, mask, num_words=num_words,
+                   encoder_tables=encoder_tables)
+    return logits, mask
+
+
+def biencoder_loss_config(cfg: LossConfig) -> LossConfig:
+    """gliner 0.2.29 BiEncoderSpanModel.loss calls `self._loss(scores, labels, alpha, gamma,
+    label_smoothing, ...)` against `_loss(logits, labels, alpha, gamma, prob_margin,
+    label_smoothing, ...)`: the label smoothing acts as a probability margin, and its own
+    prob_margin is never passed. Reproduced, for parity."""
+    return dataclasses.replace(cfg, prob_margin=cfg.label_smoothing, label_smoothing=0.0)
+
+
+class Inputs(NamedTuple):
+    logits: Callable       # (model, batch, W, C, encoder_tables) -> (logits, prompt_mask)
+    loss_config: Callable  # LossConfig -> what the reference's loss of the family applies
+    shared: dict           # arrays shared by all rows of a micro-batch (replicated): rank
+    per_row: dict          # arrays beyond BATCH_RANKS, split over the batch axis: rank
+
+
+INPUTS = {
+    "prompt": Inputs(prompt_logits, lambda cfg: cfg, {}, {}),
+    "labels_encoder": Inputs(labels_encoder_logits, biencoder_loss_config,
+                             {"labels_input_ids": 3, "labels_attention_mask": 3},
+                             {"labels_gather_indices": 3, "prompts_embedding_mask": 3}),
+}
+
+
 def reseed(model: nnx.Module, key) -> None:
     """Give every RNG stream of the model (its dropouts) a key derived from `key`."""
     streams = [s for _, s in nnx.iter_graph(model) if isinstance(s, nnx.RngStream)]
@@ -106,30 +156,34 @@ def reseed(model: nnx.Module, key) -> None:
         stream.count.set_value(jnp.zeros((), jnp.uint32))
 
 
-def head_loss(model, batch, loss_cfg: LossConfig, mask_key=None):
-    """The loss of a family whose loss is its head's (LOSSES) on the model's logits."""
+def head_loss(model, batch, loss_cfg: LossConfig, mask_key=None, encoder_tables=None):
+    """The loss of a family whose loss is its head's (LOSSES) on the model's logits, the labels
+    reaching the model as its row of INPUTS says."""
     _, w, _, c = batch["labels"].shape
-    logits, prompt_mask = model(batch["input_ids"], batch["attention_mask"],
-                                batch["words_mask"], batch["text_lengths"],
-                                num_words=w, num_classes=c)
+    fam = model.config.family
+    inputs = INPUTS[fam.inputs]
+    logits, prompt_mask = inputs.logits(model, batch, w, c, encoder_tables)
     dt = jnp.promote_types(logits.dtype, jnp.float32)  # bf16 compute: the loss in float32
-    loss_fn = LOSSES[model.config.family.head]
-    return loss_fn(logits.astype(dt), batch["labels"], prompt_mask, batch["span_mask"],
-                   loss_cfg, mask_key)
+    return LOSSES[fam.head](logits.astype(dt), batch["labels"], prompt_mask, batch["span_mask"],
+                            inputs.loss_config(loss_cfg), mask_key)
 
 
 # families whose loss is more than their head's (the model family's name -> loss)
 FAMILY_LOSSES = {"gliner_uni_encoder_span_relex": relex_loss}
 
 
-def batch_loss(params, graphdef, rest, batch, loss_cfg: LossConfig, key=None):
-    """Loss of one (micro-)batch. `key`: dropout / masking key, None when dropout is off."""
+def batch_loss(params, graphdef, rest, batch, loss_cfg: LossConfig, key=None,
+               encoder_tables=None):
+    """Loss of one (micro-)batch, any family. `key`: dropout / masking key, None when dropout
+    is off. `encoder_tables`: optional text-encoder tables (a test passes transformers')."""
     model = nnx.merge(graphdef, params, rest)
     if key is not None:
         reseed(model, jax.random.fold_in(key, 0))
     mask_key = None if key is None else jax.random.fold_in(key, 1)
-    loss_fn = FAMILY_LOSSES.get(model.config.family.name, head_loss)
-    return loss_fn(model, batch, loss_cfg, mask_key)
+    special = FAMILY_LOSSES.get(model.config.family.name)
+    if special is not None:
+        return special(model, batch, loss_cfg, mask_key)
+    return head_loss(model, batch, loss_cfg, mask_key, encoder_tables)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,31 +203,55 @@ def schedule(peak: float, warmup: int, total: int, kind: str):
     return fn
 
 
+# a bi-encoder's labels encoder and its projection: their own optimizer group
+LABELS_PARAMS = ("labels_encoder", "labels_projection")
+
+
 def param_groups(model: nnx.Module) -> tuple[dict, dict]:
     """(group labels, weight-decay mask) as pure dicts over the model's params.
 
     The reference's create_optimizer: names containing "token_rep_layer" are the encoder group;
     no decay on biases (any name containing "bias", LSTM biases included) or LayerNorm params.
+    A bi-encoder's labels encoder (and labels_projection) is a group of its own,
+    "labels_encoder" (the reference keeps it in the encoder group: same rates by default).
     """
     norms = {tuple(p) for p, m in nnx.iter_graph(model) if isinstance(m, nnx.LayerNorm)}
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    labels = {p: "encoder" if p[0] == "token_rep_layer" else "others" for p, _ in flat}
+
+    def group(p):
+        if p[0] != "token_rep_layer":
+            return "others"
+        return "labels_encoder" if p[1] in LABELS_PARAMS else "encoder"
+
+    labels = {p: group(p) for p, _ in flat}
     decay = {p: "bias" not in str(p[-1]) and tuple(p[:-1]) not in norms for p, _ in flat}
     return (nnx.to_pure_dict(nnx.from_flat_state(labels)),
             nnx.to_pure_dict(nnx.from_flat_state(decay)))
 
 
 def make_optimizer(cfg: OptimConfig, model: nnx.Module, num_steps: int):
-    """(optax transform, {"encoder": lr schedule, "others": lr schedule})."""
+    """(optax transform, {group: lr schedule}): AdamW per group ("encoder", "others", and a
+    bi-encoder's "labels_encoder": lr_labels / wd_labels, default the encoder's)."""
     warmup = int(cfg.warmup_ratio * num_steps)
-    scheds = {"encoder": schedule(cfg.lr_encoder, warmup, num_steps, cfg.schedule),
-              "others": schedule(cfg.lr_others, warmup, num_steps, cfg.schedule)}
-    wd = {"encoder": cfg.wd_encoder, "others": cfg.wd_others}
     labels, decay = param_groups(model)
+    present = set(jax.tree.leaves(labels))
+    peaks = {"encoder": cfg.lr_encoder, "others": cfg.lr_others,
+             "labels_encoder": cfg.lr_encoder if cfg.lr_labels is None else cfg.lr_labels}
+    wd = {"encoder": cfg.wd_encoder, "others": cfg.wd_others,
+          "labels_encoder": cfg.wd_encoder if cfg.wd_labels is None else cfg.wd_labels}
+    scheds = {g: schedule(lr, warmup, num_steps, cfg.schedule) for g, lr in peaks.items()
+              if g in present or g != "labels_encoder"}
     groups = {g: optax.adamw(scheds[g], cfg.b1, cfg.b2, cfg.eps, weight_decay=wd[g], mask=decay)
               for g in scheds}
     parts = [optax.clip_by_global_norm(cfg.max_grad_norm)] if cfg.max_grad_norm > 0 else []
     return optax.chain(*parts, optax.partition(groups, labels)), scheds
+
+
+def batch_ranks(model: nnx.Module) -> tuple[dict, dict]:
+    """({array: rank} split over the batch axis, {array: rank} shared by all rows) of the
+    model's training batches, with the leading micro-batch axis."""
+    inputs = INPUTS[model.config.family.inputs]
+    return {**BATCH_RANKS, **inputs.per_row}, dict(inputs.shared)
 
 
 def opt_shardings(abstract_opt, abstract_params: dict, param_shardings: dict, mesh) -> object:

@@ -29,15 +29,15 @@ from flax import nnx
 from tqdm import tqdm
 
 from gliner_jax import decoding, metrics
-from gliner_jax.convert import save_gliner
+from gliner_jax.modeling.families import symbol
 from gliner_jax.processing import Processor
 from gliner_jax.sharding import batch_sharding, make_mesh, replicated, state_shardings
 from train import checkpointing
-from train.build import build_model
+from train.build import build_model, make_processor
 from train.config import TrainConfig, dumps
 from train.data import Batcher, Dataset, Mixture, data_report, load_dataset, sample_types
 from train.metrics_log import MetricsLog, NonFiniteLoss, host  # noqa: F401 (re-exported)
-from train.step import BATCH_RANKS, make_optimizer, make_train_step, opt_shardings
+from train.step import INPUTS, batch_ranks, make_optimizer, make_train_step, opt_shardings
 
 
 @dataclasses.dataclass
@@ -84,10 +84,23 @@ def local_rows(batch_size: int, accum: int, sharding) -> np.ndarray:
 
 
 def process_batch(arrays: dict, shardings: dict, rows: int) -> dict:
-    """Global arrays [A, rows, ...] from this process's rows [A, rows / P, ...]."""
-    return {k: jax.make_array_from_process_local_data(shardings[k], x,
-                                                      (x.shape[0], rows, *x.shape[2:]))
-            for k, x in arrays.items()}
+    """Global arrays [A, rows, ...] from this process's rows [A, rows / P, ...]; arrays not
+    split over the batch axis (a bi-encoder's labels) are the same whole on every process."""
+    return {k: jax.make_array_from_process_local_data(
+        shardings[k], x, x.shape if _shared(shardings[k]) else (x.shape[0], rows, *x.shape[2:]))
+        for k, x in arrays.items()}
+
+
+def _shared(sharding) -> bool:
+    return len(sharding.spec) < 2 or sharding.spec[1] is None
+
+
+def batch_shardings(mesh, ranks: tuple[dict, dict]) -> dict:
+    """Shardings of a training batch [A, b, ...] from `train.step.batch_ranks`: rows over the
+    data axes; shared arrays replicated."""
+    per_row, shared = ranks
+    return {**{k: batch_sharding(mesh, n, leading=1) for k, n in per_row.items()},
+            **{k: replicated(mesh) for k in shared}}
 
 
 def agree_sizes(need: np.ndarray) -> np.ndarray:
@@ -111,8 +124,7 @@ class Evaluator:
         def probs(params, rest, b):
             model = nnx.merge(graphdef, params, rest)
             _, w, _, c = b["labels"].shape
-            logits, _ = model(b["input_ids"], b["attention_mask"], b["words_mask"],
-                              b["text_lengths"], num_words=w, num_classes=c)
+            logits, _ = INPUTS[model.config.family.inputs].logits(model, b, w, c)
             return jax.nn.sigmoid(logits.astype(jnp.float32))
         self.fn = jax.jit(probs, out_shardings=replicated(mesh))
 
@@ -122,8 +134,10 @@ class Evaluator:
         for lo in range(0, len(exs), self.rows):
             chunk = list(exs[lo:lo + self.rows])  # a TFDS dev set: read here, once
             batch = self.batcher.encode(chunk, [labels] * len(chunk), self.rows)
-            arrays = {k: v[None] for k, v in batch.arrays().items() if k != "prompt_mask"}
-            sh = {k: batch_sharding(self.mesh, v.ndim, leading=1) for k, v in arrays.items()}
+            arrays = self.batcher.arrays(batch, 1)
+            shared = self.processor.shared_label_arrays
+            sh = {k: replicated(self.mesh) if k in shared else
+                  batch_sharding(self.mesh, v.ndim, leading=1) for k, v in arrays.items()}
             arrays = {k: v[0] for k, v in device_batch(arrays, sh).items()}
             probs = host(self.fn(params, self.rest, arrays))
             spans = decoding.decode(probs, batch.text_lengths, batch.label_names[: len(chunk)],
@@ -171,7 +185,7 @@ def make_trainer(model, cfg: TrainConfig, mesh) -> tuple[Trainer, dict]:
     abs_rest = jax.eval_shape(lambda: nnx.to_pure_dict(rest))
     rest_sh = jax.tree.map(lambda _: repl, abs_rest)
     rest = jax.jit(lambda: jax.tree.map(_placeholder, abs_rest), out_shardings=rest_sh)()
-    batch_sh = {k: batch_sharding(mesh, n, leading=1) for k, n in BATCH_RANKS.items()}
+    batch_sh = batch_shardings(mesh, batch_ranks(model))
     traces: list = []
     step_fn = make_train_step(graphdef, tx, cfg.loss, cfg.seed, state_sh, rest_sh, batch_sh,
                               mesh, on_trace=lambda: traces.append(1),
@@ -224,7 +238,7 @@ def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool =
     for note in notes:
         log(note)
     gcfg = model.config
-    processor = Processor.from_config(tokenizer, gcfg.class_token_index, gcfg)
+    processor = make_processor(model, tokenizer, cfg.model)
     report = data_report(train_sets + ([dev] if dev else []), gcfg.max_width, gcfg.max_len)
     if main:
         (workdir / "data_report.json").write_text(json.dumps(report, indent=2))
@@ -283,7 +297,7 @@ def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool =
                 # over all of it from the in-memory type index, but reads, encodes and feeds
                 # only its own rows
                 arrays, info = batcher(mixture.read(refs[i] for i in mine),
-                                       [types[i] for i in mine], agree=agree)
+                                       [types[i] for i in mine], agree=agree, all_types=types)
                 info["examples"] = len(refs)
                 batch = process_batch(arrays, tr.batch_sh, rows)
                 state, m = tr.step_fn(state, tr.rest, batch)
@@ -315,8 +329,8 @@ def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool =
             export_dir = None
             if cfg.export:
                 try:
-                    export_dir = export(tr.eval_graphdef, tr.rest, state["params"], tokenizer,
-                                        workdir / "model", mesh)
+                    export_dir = export(tr.eval_graphdef, tr.rest, state["params"],
+                                        processor.tokenizers, workdir / "model", mesh)
                 except OSError as e:
                     raise checkpointing.SaveError(
                         f"cannot export the model to {workdir / 'model'}: {e} (the final "
@@ -333,10 +347,11 @@ def run(cfg: TrainConfig, workdir: str | Path, *, on_step=None, progress: bool =
             signal.signal(signal.SIGTERM, previous)
 
 
-def export(graphdef, rest, params, tokenizer, out_dir: Path, mesh) -> Path | None:
-    """Write the reference layout (process 0): gliner_jax.GLiNER and gliner.GLiNER load it."""
+def export(graphdef, rest, params, tokenizers, out_dir: Path, mesh) -> Path | None:
+    """Write the reference layout (process 0) with the family's writer: gliner_jax.GLiNER and
+    gliner.GLiNER load it. `tokenizers`: the processor's (a bi-encoder's labels one too)."""
     full = jax.jit(lambda p: p, out_shardings=replicated(mesh))(params)
     if jax.process_index() != 0:
         return None
     model = nnx.merge(graphdef, host(full), rest)
-    return save_gliner(model, tokenizer, out_dir)
+    return symbol(model.config.family.save)(model, *tokenizers, out_dir)

@@ -3,9 +3,12 @@
 A family is a row of FAMILIES: the reference's model_type, the NNX module that builds it, what
 its logits hold (`head`), and the rule that picks it from a config (the reference's
 `GLiNER._get_gliner_class`, in its order: the first row that matches wins). `head` keys the other
-per-family tables: decoding (`decoding.CANDIDATES`), training targets (`processing`) and the loss
-(`train/step.py LOSSES`). A span mode is a row of SPAN_MODES. Adding a family or a mode is adding
-a row (and its module); nothing else branches on names.
+per-family tables: decoding (`decoding.HEADS`), training targets (`processing`) and the loss
+(`train/step.py LOSSES`); `inputs` keys how a training batch feeds it (`train/step.py
+INPUTS`); `api`, `load` and `save` name its user API class and its directory reader / writer
+(`GLiNER.from_pretrained`, `convert` and training dispatch on them). A span mode is a row of
+SPAN_MODES. Adding a family or a mode is adding a row (and its module); nothing else branches
+on names.
 
 Heads:
     span   logits [B, W, K, C]: span (start word, width) x type
@@ -15,6 +18,7 @@ Heads:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 
 from flax import nnx
@@ -62,6 +66,15 @@ class Family:
     matches: Callable[[GlinerConfig], bool]
     relations: bool = False                    # also extracts relations (modeling/relex.py)
     check: Callable[[GlinerConfig], object] | None = None  # raises a ConfigError naming a key
+    # how the labels reach the model: "prompt" (in the text: `<<ENT>> label ... <<SEP>>`) or
+    # "labels_encoder" (each label alone through its own encoder); keys train/step.py INPUTS
+    inputs: str = "prompt"
+    # "module:name" of the user API class, of the directory loader `(dir, prec, *,
+    # local_files_only, fast_tokenizer, **hub) -> (model, *tokenizers)` and of the writer
+    # `(model, *tokenizers, out_dir, dtype=) -> Path`; imported when used (they import this)
+    api: str = "gliner_jax.model:GLiNER"
+    load: str = "gliner_jax.convert:load_gliner"
+    save: str = "gliner_jax.convert:save_gliner"
 
 
 def _raw(key: str):
@@ -84,7 +97,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("gliner_uni_encoder_span_decoder", None, "span", _raw("labels_decoder")),
     Family("gliner_bi_encoder_token", None, "token",
            lambda c: _raw("labels_encoder")(c) and _token(c)),
-    Family("gliner_bi_encoder_span", BiEncoderSpanModel, "span", _raw("labels_encoder")),
+    Family("gliner_bi_encoder_span", BiEncoderSpanModel, "span", _raw("labels_encoder"),
+           inputs="labels_encoder", api="gliner_jax.biencoder:BiEncoderGLiNER",
+           load="gliner_jax.biencoder_io:load_biencoder",
+           save="gliner_jax.biencoder_io:save_biencoder"),
     Family("gliner_uni_encoder_token", TokenModel, "token", _token),
     Family("gliner_uni_encoder_span", SpanModel, "span", lambda c: True),
 )
@@ -108,6 +124,12 @@ def family_of(cfg: GlinerConfig) -> Family:
     if fam.check is not None:
         fam.check(cfg)
     return fam
+
+
+def symbol(ref: str):
+    """The object a "module:name" reference of a Family row names."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def batch_coupled(cfg: GlinerConfig) -> bool:
