@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-README_PREDICT = ["--threshold", "0.4", "--format", "text", "--labels",
+README_PREDICT = ["--format", "text", "--labels",
                   "person,organization,location,award",
                   "Marie Curie received the Nobel Prize in Physics in 1903 together with "
                   "Pierre Curie."]
