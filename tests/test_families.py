@@ -266,8 +266,13 @@ def test_merge_entities_option(capsys):
             "--merge-entities", "--cache-dir", "none", "-q", *texts]
     assert predict.main(args) == 0
     lines = [json.loads(x)["entities"] for x in capsys.readouterr().out.splitlines()]
-    assert lines == json.loads(json.dumps([m for m, t in zip(merged, TEXTS, strict=True)
-                                           if t.strip()]))
+    want = json.loads(json.dumps([m for m, t in zip(merged, TEXTS, strict=True) if t.strip()]))
+    # the CLI batches the non-empty texts in its own chunks: float32 rounding of the scores
+    # may differ from the API's batches, the entities may not
+    assert [[{k: v for k, v in e.items() if k != "score"} for e in r] for r in lines] == \
+        [[{k: v for k, v in e.items() if k != "score"} for e in r] for r in want]
+    np.testing.assert_allclose([e["score"] for r in lines for e in r],
+                               [e["score"] for r in want for e in r], rtol=1e-5)
 
 
 def test_token_level_entity_longer_than_the_window_overlap():
