@@ -18,3 +18,8 @@ if "GLINER_JAX_CACHE" not in os.environ:
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
+# no persistent compilation cache in the test process: an in-process `predict.main()` points it
+# at a folder for the rest of the session, and a later training test then segfaulted inside
+# JAX reading an executable back (test_train_faults, twice in CI). Subprocess tests (predict's
+# own cache test) set their own.
+jax.config.update("jax_enable_compilation_cache", False)
