@@ -20,24 +20,21 @@ import numpy as np
 from flax import nnx
 
 from gliner_jax.config import GlinerConfig
-from gliner_jax.convert import ModelLoadError, read_gliner_config, resolve_model_dir, save_gliner
+from gliner_jax.convert import (
+    ENCODER_PREFIX,
+    ModelLoadError,
+    embedding_rows,
+    read_gliner_config,
+    resolve_model_dir,
+    save_gliner,
+)
 from gliner_jax.layers import Precision
 from gliner_jax.modeling.biencoder import BiEncoderSpanModel
-from gliner_jax.weights import WeightsError, load_into, read_checkpoint, strip_prefixes
+from gliner_jax.weights import load_into, read_checkpoint, strip_prefixes
 
-TEXT_PREFIX = "token_rep_layer.bert_layer.model."
+TEXT_PREFIX = ENCODER_PREFIX
 LABELS_PREFIX = "token_rep_layer.labels_encoder.model."
-# the token-embedding table of each encoder family (BERT/DeBERTa, ModernBERT)
-_EMBEDDING_KEYS = ("embeddings.word_embeddings.weight", "embeddings.tok_embeddings.weight")
 LABELS_TOKENIZER_DIR = "labels_tokenizer"
-
-
-def _rows(sd, prefix: str, what: str) -> int:
-    for k in _EMBEDDING_KEYS:
-        if prefix + k in sd:
-            return sd[prefix + k].shape[0]
-    raise WeightsError(f"{what} has no token embeddings under {prefix} "
-                       f"({' or '.join(_EMBEDDING_KEYS)})")
 
 
 def biencoder_from_state(cfg: GlinerConfig, sd: dict[str, np.ndarray],
@@ -45,8 +42,9 @@ def biencoder_from_state(cfg: GlinerConfig, sd: dict[str, np.ndarray],
                          what: str = "checkpoint") -> BiEncoderSpanModel:
     """A BiEncoderSpanModel from a reference-named state dict (asserted key table)."""
     sd = strip_prefixes(sd)
-    enc = dataclasses.replace(cfg.encoder, vocab_size=_rows(sd, TEXT_PREFIX, what))
-    lab = dataclasses.replace(cfg.labels_encoder_config, vocab_size=_rows(sd, LABELS_PREFIX, what))
+    enc = dataclasses.replace(cfg.encoder, vocab_size=embedding_rows(sd, TEXT_PREFIX, what))
+    lab = dataclasses.replace(cfg.labels_encoder_config,
+                              vocab_size=embedding_rows(sd, LABELS_PREFIX, what))
     cfg = dataclasses.replace(cfg, encoder=enc, labels_encoder_config=lab)
     abstract = nnx.eval_shape(lambda: BiEncoderSpanModel(cfg, prec, rngs=nnx.Rngs(0)))
     model = load_into(abstract, sd, what=what)

@@ -15,21 +15,13 @@ from reference_models import _encoder_config, build_bert_tokenizer, build_debert
 
 def _text_encoder(enc_dir: Path, backbone: str, hidden: int, layers: int, local_attention: int):
     if backbone == "modernbert":
-        from transformers import ModernBertConfig
-
         tok = build_bert_tokenizer(enc_dir)
-        ModernBertConfig(
-            vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
-            num_attention_heads=4, intermediate_size=2 * hidden, local_attention=local_attention,
-            global_attn_every_n_layers=2, pad_token_id=tok.pad_token_id,
-            bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
-            cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id,
-        ).save_pretrained(enc_dir)
+        overrides = {"local_attention": local_attention}
     elif backbone == "deberta":
-        tok = build_deberta_tokenizer(enc_dir)
-        _encoder_config("deberta", hidden, layers, 4, len(tok), None).save_pretrained(enc_dir)
+        tok, overrides = build_deberta_tokenizer(enc_dir), None
     else:
         raise ValueError(f"text backbone must be 'modernbert' or 'deberta', got {backbone!r}")
+    _encoder_config(backbone, hidden, layers, 4, len(tok), overrides).save_pretrained(enc_dir)
 
 
 def build_reference_biencoder(out_dir: str | Path, backbone: str = "modernbert",

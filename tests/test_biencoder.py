@@ -15,6 +15,7 @@ import pytest
 import torch
 from flax import nnx
 from reference_biencoder import build_reference_biencoder
+from reference_models import torch_rope
 
 from gliner_jax import GLiNER
 from gliner_jax.biencoder import BiEncoderGLiNER
@@ -54,16 +55,6 @@ def _ref_batch(ref, texts, labels):
     return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
 
-def _torch_rope(ref, length):
-    enc = ref.model.token_rep_layer.bert_layer.model
-    if not hasattr(enc, "rotary_emb"):
-        return None
-    x, pos = torch.zeros(1, length, 1), torch.arange(length)[None]
-    rot = enc.rotary_emb.float()
-    return {kind: tuple(t[0].numpy() for t in rot(x, pos, kind))
-            for kind in ("full_attention", "sliding_attention")}
-
-
 def _ours(model, tb, tables=None):
     args = [jnp.asarray(tb[k].numpy()) for k in ("input_ids", "attention_mask", "words_mask")]
     lengths = tb["text_lengths"].numpy()[:, 0]
@@ -89,7 +80,7 @@ def test_logits_float64_and_float32(ref_model):
         want32 = ref.model.float()(**tb).logits.numpy()
     scale = np.abs(want64[valid]).max()
     assert scale > 1.0
-    tables = _torch_rope(ref, tb["input_ids"].shape[1])
+    tables = torch_rope(ref, tb["input_ids"].shape[1])
     with jax.enable_x64(True):
         model64, _, _ = load_biencoder(saved, Precision(param_dtype=jnp.float64))
         got64 = _ours(model64, tb, tables)

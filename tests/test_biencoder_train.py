@@ -18,6 +18,7 @@ import torch
 from flax import nnx
 from gliner.data_processing.collator import BiEncoderSpanDataCollator
 from reference_biencoder import build_reference_biencoder
+from reference_models import torch_rope
 
 from gliner_jax.biencoder_io import load_biencoder
 from gliner_jax.layers import Precision
@@ -68,12 +69,7 @@ def test_loss_and_gradients_match_reference_float64(ref):
     want_loss = out.loss.item()
     length = tb["input_ids"].shape[1]
     text_encoder = model.token_rep_layer.bert_layer.model
-    tables = None
-    if hasattr(text_encoder, "rotary_emb"):
-        rot = text_encoder.rotary_emb.float()
-        x, pos = torch.zeros(1, length, 1), torch.arange(length)[None]
-        tables = {k: tuple(t[0].numpy() for t in rot(x, pos, k))
-                  for k in ("full_attention", "sliding_attention")}
+    tables = torch_rope(ref_model, length)
     model.float()
 
     batch = {k: jnp.asarray(v.numpy()) for k, v in tb.items() if k not in ("span_idx",)}
