@@ -1,4 +1,5 @@
-"""Tiny random reference bi-encoder GLiNERs (gliner 0.2.29 `BiEncoderSpanGLiNER`), built offline.
+"""Tiny random reference bi-encoder GLiNERs (gliner 0.2.29 `BiEncoderSpanGLiNER`, and
+`BiEncoderTokenGLiNER` with span_mode "token_level"), built offline.
 
 Text encoder: ModernBERT (with the toy WordPiece tokenizer: any fast tokenizer serves a random
 model) or DeBERTa-v3 (SentencePiece); labels encoder: BERT. Both encoder directories are local, so
@@ -29,7 +30,7 @@ def build_reference_biencoder(out_dir: str | Path, backbone: str = "modernbert",
                               labels_hidden: int = 32, num_layers: int = 3,
                               local_attention: int = 8, max_width: int = 12,
                               num_rnn_layers: int = 1, seed: int = 0,
-                              weight_scale: float | None = 2.0):
+                              weight_scale: float | None = 2.0, span_mode: str = "markerV0"):
     """Build a random reference bi-encoder (eval mode), saved to `out_dir / "saved"`.
 
     `weight_scale`: as `build_reference_gliner`, spreads the logits away from 0.
@@ -48,7 +49,7 @@ def build_reference_biencoder(out_dir: str | Path, backbone: str = "modernbert",
     cfg = {
         "model_name": str(text_dir), "labels_encoder": str(labels_dir),
         "name": f"random-biencoder-{backbone}", "max_width": max_width,
-        "hidden_size": hidden_size, "dropout": 0.4, "span_mode": "markerV0",
+        "hidden_size": hidden_size, "dropout": 0.4, "span_mode": span_mode,
         "subtoken_pooling": "first", "max_types": 25, "max_len": 384,
         "words_splitter_type": "whitespace", "num_rnn_layers": num_rnn_layers,
         "vocab_size": -1, "class_token_index": -1,
@@ -67,5 +68,6 @@ def build_reference_biencoder(out_dir: str | Path, backbone: str = "modernbert",
     model.save_pretrained(saved, safe_serialization=True)
     (out_dir / "build_args.json").write_text(json.dumps(
         {"backbone": backbone, "hidden_size": hidden_size, "enc_hidden": enc_hidden,
-         "labels_hidden": labels_hidden, "seed": seed, "weight_scale": weight_scale}, indent=2))
+         "labels_hidden": labels_hidden, "seed": seed, "weight_scale": weight_scale,
+         "span_mode": span_mode}, indent=2))
     return model, saved
