@@ -123,6 +123,8 @@ def test_loss_and_gradients_match_reference_float64(ref):
     assert errors[worst] <= 1.0, (worst, errors[worst] * tolerance(worst))
 
 
+# the groups are read off parameter paths shared by both bi-encoder families: span models only
+@pytest.mark.parametrize("ref", ["deberta_bert", "modernbert_bert"], indirect=True)
 def test_labels_encoder_has_its_own_optimizer_group(ref):
     _, saved = ref
     model, _, _ = load_biencoder(saved)
