@@ -125,27 +125,36 @@ def workload(data: Path, n_texts: int, n_labels: int) -> tuple[list[str], list[s
 # one side per process
 
 
-def _side_jax(saved, texts, labels_all, counts, batch):
-    from gliner_jax import GLiNER
-
-    model = GLiNER.from_pretrained(saved)
+def _timed(texts, labels_all, counts, encode, predict, max_count=None):
+    """Per label count (up to `max_count`): the labels encoded once (timed: the cache), then
+    `predict(labels, vectors)` run once untimed (compilation, warm caches) and once timed; the
+    process's peak RSS against its RSS when called (the model loaded)."""
     base, out = rss_mb(), {}
     for c in counts:
+        if max_count is not None and c > max_count:
+            continue
         labels = labels_all[:c]
         t = time.perf_counter()
-        vecs = model.encode_labels(labels)
+        vecs = encode(labels)
         t_enc = time.perf_counter() - t
-        model.inference(texts, labels, label_embeddings=vecs, batch_size=batch,  # compile
-                        threshold=THRESHOLD)
+        predict(labels, vecs)
         t = time.perf_counter()
-        ents = model.inference(texts, labels, threshold=THRESHOLD, batch_size=batch,
-                               label_embeddings=vecs)
+        ents = predict(labels, vecs)
         dt = time.perf_counter() - t
         out[c] = {"texts_per_s": len(texts) / dt, "encode_labels_s": t_enc,
                   "entities": sum(map(len, ents)), "peak_rss_mb": rss_mb() - base,
                   "peak_rss_total_mb": rss_mb(),
                   "result": [[(e["start"], e["end"], e["label"]) for e in r] for r in ents]}
     return out
+
+
+def _side_jax(saved, texts, labels_all, counts, batch):
+    from gliner_jax import GLiNER
+
+    model = GLiNER.from_pretrained(saved)
+    return _timed(texts, labels_all, counts, model.encode_labels,
+                  lambda labels, vecs: model.inference(texts, labels, label_embeddings=vecs,
+                                                       batch_size=batch, threshold=THRESHOLD))
 
 
 def _side_ref(saved, texts, labels_all, counts, batch, ref_max=None):
@@ -153,25 +162,10 @@ def _side_ref(saved, texts, labels_all, counts, batch, ref_max=None):
 
     model = GLiNER.from_pretrained(str(saved), local_files_only=True)
     model.eval()
-    base, out = rss_mb(), {}
-    for c in counts:
-        if ref_max is not None and c > ref_max:
-            continue
-        labels = labels_all[:c]
-        t = time.perf_counter()
-        vecs = _ref_label_vectors(model, labels)
-        t_enc = time.perf_counter() - t
-        model.batch_predict_with_embeds(texts, vecs, labels, batch_size=batch,
-                                        threshold=THRESHOLD)
-        t = time.perf_counter()
-        ents = model.batch_predict_with_embeds(texts, vecs, labels, threshold=THRESHOLD,
-                                               batch_size=batch)
-        dt = time.perf_counter() - t
-        out[c] = {"texts_per_s": len(texts) / dt, "encode_labels_s": t_enc,
-                  "entities": sum(map(len, ents)), "peak_rss_mb": rss_mb() - base,
-                  "peak_rss_total_mb": rss_mb(),
-                  "result": [[(e["start"], e["end"], e["label"]) for e in r] for r in ents]}
-    return out
+    return _timed(texts, labels_all, counts, lambda labels: _ref_label_vectors(model, labels),
+                  lambda labels, vecs: model.batch_predict_with_embeds(
+                      texts, vecs, labels, batch_size=batch, threshold=THRESHOLD),
+                  max_count=ref_max)
 
 
 def _ref_label_vectors(model, labels, step=256):

@@ -1,10 +1,11 @@
-"""`BiEncoderGLiNER`: the GLiNER API on a bi-encoder, with label vectors computed once.
+"""`BiEncoderGLiNER` (span) and `BiEncoderTokenGLiNER` (token level): the GLiNER API on a
+bi-encoder, with label vectors computed once.
 
 A bi-encoder encodes each label alone, so a label's vector does not depend on the text. This
 class keeps the vectors of every label it has seen (`encode_labels` fills the same store) and, per
-label set, what the span kernel reads of them (`BiEncoderSpanModel.label_terms`); so thousands of
+label set, what the scoring kernel reads of them (the model's `label_terms`); so thousands of
 labels cost their encoding once per run, and each batch of texts only pays for the text encoder
-and one [spans x labels] product. `python -m gliner_jax.predict` uses this through
+and one [spans (or words) x labels] product. `python -m gliner_jax.predict` uses this through
 `GLiNER.from_pretrained`, and `--label-cache FILE` keeps the vectors across runs.
 
 The reference's names work too: `encode_labels(labels)`, `predict_with_embeds(text, embeddings,
@@ -27,7 +28,7 @@ from flax import nnx
 from gliner_jax import decoding
 from gliner_jax.biencoder_io import labels_fingerprint, read_label_cache, save_label_cache
 from gliner_jax.model import GLiNER, _ById
-from gliner_jax.modeling.biencoder import BiEncoderSpanModel
+from gliner_jax.modeling.biencoder import BiEncoder
 from gliner_jax.processing import BucketPolicy, Processor, bucket, normalize_labels
 
 
@@ -136,7 +137,7 @@ class BiEncoderGLiNER(GLiNER):
     label_batch = 256         # labels per labels-encoder call
     max_label_sets = 4        # label sets whose kernel terms stay cached
 
-    def __init__(self, model: BiEncoderSpanModel, tokenizer, labels_tokenizer, *,
+    def __init__(self, model: BiEncoder, tokenizer, labels_tokenizer, *,
                  buckets: BucketPolicy | None = None):
         super().__init__(model, tokenizer, buckets=buckets)
         self.processor = BiEncoderProcessor.from_config(tokenizer, -1, self.config,
@@ -232,14 +233,17 @@ class BiEncoderGLiNER(GLiNER):
         else:
             vecs = self.encode_labels(list(labels))
         vecs = np.pad(vecs, ((0, size - len(labels)), (0, 0)))
-        terms = _label_terms(self._static, self._state, vecs.astype(self._param_dtype()))
+        terms = _label_terms(self._static, self._state, vecs.astype(self._param_dtype))
         self._terms[key] = terms
         if len(self._terms) > self.max_label_sets:
             self._terms.popitem(last=False)
         return terms
 
+    @functools.cached_property
     def _param_dtype(self):
-        return jax.tree.leaves(nnx.state(self.model.prompt_rep_layer, nnx.Param))[0].dtype
+        """The parameters' storage dtype: label vectors enter `label_terms` in it."""
+        return jax.tree.leaves(nnx.state(self.model.token_rep_layer.labels_encoder,
+                                         nnx.Param))[0].dtype
 
     def _row_candidates(self, rows, batch_size: int, thresholds, multi, thr=None):
         """Without multi-label, only each span's best class can be kept (decoding module
@@ -260,22 +264,55 @@ class BiEncoderGLiNER(GLiNER):
             yield chunk, decoding.best_candidates(
                 best, arg, batch.text_lengths, [thresholds[r.text] for r in chunk]), None
 
-    def _forward(self, batch, best: bool = False):
+    def _batch_terms(self, batch):
+        """(label-set terms, gather [B, C] or None) of a padded batch: one label set shared by
+        the rows, or the union of the rows' sets scored once and each row's picked from it."""
         s = batch.shape
         rows = [tuple(p) for p in batch.prompts]
         if all(r == rows[0] for r in rows):
-            terms, gather = self._label_set_terms(rows[0], s["C"]), None
-        else:  # per-row label sets: score the union once, then pick each row's labels
-            union = tuple(dict.fromkeys(x for r in rows for x in r))
-            terms = self._label_set_terms(union, bucket(len(union), 4))
-            where = {x: i for i, x in enumerate(union)}
-            gather = np.zeros((s["B"], s["C"]), np.int32)
-            for i, r in enumerate(rows):
-                gather[i, : len(r)] = [where[x] for x in r]
+            return self._label_set_terms(rows[0], s["C"]), None
+        union = tuple(dict.fromkeys(x for r in rows for x in r))
+        where = {x: i for i, x in enumerate(union)}
+        gather = np.zeros((s["B"], s["C"]), np.int32)
+        for i, r in enumerate(rows):
+            gather[i, : len(r)] = [where[x] for x in r]
+        return self._label_set_terms(union, bucket(len(union), 4)), gather
+
+    def _forward(self, batch, best: bool = False):
+        terms, gather = self._batch_terms(batch)
         d = self.config.hidden_size
         folded = terms["prompts"].shape[0] * 3 < 4 * d  # see span_logits_shared
         out = _bi_span_probs(self._static, self._state, self._tables[1], terms, gather,
                              *self._place_rows(batch.input_ids, batch.attention_mask,
                                                batch.words_mask, batch.prompt_mask),
-                             num_words=s["W"], folded=folded, best=best)
+                             num_words=batch.shape["W"], folded=folded, best=best)
         return tuple(map(np.asarray, out)) if best else np.asarray(out)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "num_words"))
+def _bi_token_probs(graphdef: _ById, state, tables, terms, gather, input_ids, attention_mask,
+                    words_mask, *, num_words: int):
+    """sigmoid(logits) [B, W, C, 3] of a token-level bi-encoder against a label set's terms."""
+    model = nnx.merge(graphdef.value, state)
+    words = model.words(input_ids, attention_mask, words_mask, num_words=num_words,
+                        encoder_tables=tables)
+    logits = model.token_logits_shared(words, terms)
+    if gather is not None:  # per-row label sets: [B, C] indices into the batch's union
+        logits = jnp.take_along_axis(logits, gather[:, None, :, None], axis=2)
+    return jax.nn.sigmoid(logits.astype(jnp.float32))
+
+
+class BiEncoderTokenGLiNER(BiEncoderGLiNER):
+    """A token-level bi-encoder GLiNER (gliner `BiEncoderTokenGLiNER`): the label cache of
+    `BiEncoderGLiNER` with the token-level scorer, decoded as the uni-encoder token model
+    (word probabilities stitched over windows, then the reference's `TokenDecoder` rules)."""
+
+    _row_candidates = GLiNER._row_candidates  # no best-class shortcut: a word's three scores
+
+    def _forward(self, batch, best: bool = False):
+        terms, gather = self._batch_terms(batch)
+        out = _bi_token_probs(self._static, self._state, self._tables[1], terms, gather,
+                              *self._place_rows(batch.input_ids, batch.attention_mask,
+                                                batch.words_mask),
+                              num_words=batch.shape["W"])
+        return np.asarray(out)

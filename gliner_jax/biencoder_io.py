@@ -1,6 +1,7 @@
 """Bi-encoder GLiNER directories <-> models, and label-vector cache files.
 
-A bi-encoder directory in the reference layout (gliner 0.2.29 `BiEncoderSpanGLiNER`) holds
+A bi-encoder directory in the reference layout (gliner 0.2.29 `BiEncoderSpanGLiNER` /
+`BiEncoderTokenGLiNER`) holds
 `gliner_config.json` (with `labels_encoder` and `labels_encoder_config`), the weights, the text
 tokenizer files, and `labels_tokenizer/` (else the labels tokenizer comes from the directory or
 hub id named by `labels_encoder`, as the reference does). The reference adds the GLiNER tokens to
@@ -20,35 +21,35 @@ import numpy as np
 from flax import nnx
 
 from gliner_jax.config import GlinerConfig
-from gliner_jax.convert import ModelLoadError, read_gliner_config, resolve_model_dir, save_gliner
+from gliner_jax.convert import (
+    ENCODER_PREFIX,
+    ModelLoadError,
+    embedding_rows,
+    read_gliner_config,
+    resolve_model_dir,
+    save_gliner,
+)
 from gliner_jax.layers import Precision
-from gliner_jax.modeling.biencoder import BiEncoderSpanModel
-from gliner_jax.weights import WeightsError, load_into, read_checkpoint, strip_prefixes
+from gliner_jax.modeling import build_model
+from gliner_jax.modeling.biencoder import BiEncoder
+from gliner_jax.weights import load_into, read_checkpoint, strip_prefixes
 
-TEXT_PREFIX = "token_rep_layer.bert_layer.model."
+TEXT_PREFIX = ENCODER_PREFIX
 LABELS_PREFIX = "token_rep_layer.labels_encoder.model."
-# the token-embedding table of each encoder family (BERT/DeBERTa, ModernBERT)
-_EMBEDDING_KEYS = ("embeddings.word_embeddings.weight", "embeddings.tok_embeddings.weight")
 LABELS_TOKENIZER_DIR = "labels_tokenizer"
-
-
-def _rows(sd, prefix: str, what: str) -> int:
-    for k in _EMBEDDING_KEYS:
-        if prefix + k in sd:
-            return sd[prefix + k].shape[0]
-    raise WeightsError(f"{what} has no token embeddings under {prefix} "
-                       f"({' or '.join(_EMBEDDING_KEYS)})")
 
 
 def biencoder_from_state(cfg: GlinerConfig, sd: dict[str, np.ndarray],
                          prec: Precision = Precision(),
-                         what: str = "checkpoint") -> BiEncoderSpanModel:
-    """A BiEncoderSpanModel from a reference-named state dict (asserted key table)."""
+                         what: str = "checkpoint") -> BiEncoder:
+    """The config's bi-encoder family (span or token) from a reference-named state dict
+    (asserted key table)."""
     sd = strip_prefixes(sd)
-    enc = dataclasses.replace(cfg.encoder, vocab_size=_rows(sd, TEXT_PREFIX, what))
-    lab = dataclasses.replace(cfg.labels_encoder_config, vocab_size=_rows(sd, LABELS_PREFIX, what))
+    enc = dataclasses.replace(cfg.encoder, vocab_size=embedding_rows(sd, TEXT_PREFIX, what))
+    lab = dataclasses.replace(cfg.labels_encoder_config,
+                              vocab_size=embedding_rows(sd, LABELS_PREFIX, what))
     cfg = dataclasses.replace(cfg, encoder=enc, labels_encoder_config=lab)
-    abstract = nnx.eval_shape(lambda: BiEncoderSpanModel(cfg, prec, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: build_model(cfg, prec, rngs=nnx.Rngs(0)))
     model = load_into(abstract, sd, what=what)
     model.eval()
     return model
@@ -74,7 +75,8 @@ def load_labels_tokenizer(model_dir: Path, cfg: GlinerConfig, *, local_files_onl
 def load_biencoder(model_dir: str | Path, prec: Precision = Precision(), *,
                    local_files_only: bool = False, fast_tokenizer: bool = False,
                    **hub_options):
-    """(BiEncoderSpanModel in eval mode, text tokenizer, labels tokenizer): the family table's
+    """(BiEncoderSpanModel / BiEncoderTokenModel in eval mode, text tokenizer, labels
+    tokenizer): the family table's
     loader (`modeling.families`). `fast_tokenizer` is not used: the labels tokenizer needs
     transformers anyway, so the text tokenizer comes through it too, as in the reference."""
     from gliner_jax.processing import load_tokenizer
@@ -93,7 +95,7 @@ def load_biencoder(model_dir: str | Path, prec: Precision = Precision(), *,
     return model, tokenizer, labels_tokenizer
 
 
-def save_biencoder(model: BiEncoderSpanModel, tokenizer, labels_tokenizer, out_dir: str | Path,
+def save_biencoder(model: BiEncoder, tokenizer, labels_tokenizer, out_dir: str | Path,
                    dtype=None) -> Path:
     """The reference layout: what `save_gliner` writes, with both encoder configs, plus
     `labels_tokenizer/`. class_token_index / vocab_size stay as configured (the reference keeps
@@ -113,7 +115,7 @@ def save_biencoder(model: BiEncoderSpanModel, tokenizer, labels_tokenizer, out_d
 # label-vector cache files
 
 
-def labels_fingerprint(model: BiEncoderSpanModel) -> str:
+def labels_fingerprint(model: BiEncoder) -> str:
     """sha256 of the labels encoder's and labels_projection's parameters: a cache file is only
     reused with the weights that produced it."""
     h = hashlib.sha256()

@@ -33,7 +33,8 @@ from gliner_jax.weights import (
 )
 
 ENCODER_PREFIX = "token_rep_layer.bert_layer.model."
-WORD_EMBEDDINGS = ENCODER_PREFIX + "embeddings.word_embeddings.weight"
+# the token-embedding table of each encoder family (BERT / DeBERTa, ModernBERT)
+EMBEDDING_KEYS = ("embeddings.word_embeddings.weight", "embeddings.tok_embeddings.weight")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json", "spm.model", "vocab.txt", "sentencepiece.bpe.model")
 
@@ -87,12 +88,10 @@ def model_from_state(cfg: GlinerConfig, sd: dict[str, np.ndarray],
                      prec: Precision = Precision(), what: str = "checkpoint") -> nnx.Module:
     """Build the config's model family from a reference-named state dict (asserted key table)."""
     sd = strip_prefixes(sd)
-    if WORD_EMBEDDINGS not in sd:
-        raise WeightsError(f"{what} has no {WORD_EMBEDDINGS}")
-    rows = sd[WORD_EMBEDDINGS].shape[0]
+    rows = embedding_rows(sd, ENCODER_PREFIX, what)
     if cfg.vocab_size not in (-1, rows):
         raise WeightsError(f"{what}: config vocab_size {cfg.vocab_size} != {rows} rows of "
-                           f"{WORD_EMBEDDINGS}")
+                           "the encoder's token embeddings")
     if not 0 <= cfg.class_token_index < rows:
         raise WeightsError(f"{what}: class_token_index {cfg.class_token_index} is outside the "
                            f"{rows} embedding rows")
@@ -102,6 +101,20 @@ def model_from_state(cfg: GlinerConfig, sd: dict[str, np.ndarray],
     model = load_into(abstract, sd, what=what)
     model.eval()
     return model
+
+
+def embedding_key(sd: dict, prefix: str) -> str | None:
+    """The key of the token-embedding table under `prefix` (any encoder family), or None."""
+    return next((prefix + k for k in EMBEDDING_KEYS if prefix + k in sd), None)
+
+
+def embedding_rows(sd: dict, prefix: str, what: str) -> int:
+    """Rows of the token-embedding table under `prefix`, or a WeightsError naming the keys."""
+    key = embedding_key(sd, prefix)
+    if key is None:
+        raise WeightsError(f"{what} has no token embeddings under {prefix} "
+                           f"({' or '.join(EMBEDDING_KEYS)})")
+    return sd[key].shape[0]
 
 
 def dir_family(model_dir: Path, *, local_files_only: bool = False) -> Family:
@@ -133,7 +146,8 @@ def load_gliner(model_dir: str | Path, prec: Precision = Precision(), *,
         sd = read_checkpoint(d)
     except WeightsError as e:
         raise ModelLoadError(str(e)) from None
-    rows = strip_prefixes(sd).get(WORD_EMBEDDINGS)
+    stripped = strip_prefixes(sd)
+    rows = stripped.get(embedding_key(stripped, ENCODER_PREFIX))
     if rows is not None and rows.shape[0] != len(tokenizer) and cfg.vocab_size == -1:
         raise ModelLoadError(
             f"{d}: the tokenizer has {len(tokenizer)} tokens after adding the GLiNER tokens but "

@@ -46,6 +46,24 @@ def _per_row(value, n_rows: int, name: str) -> list:
     return [value] * n_rows
 
 
+def _span_args(probs, text_lengths, label_names, threshold):
+    """The checked arguments of span decoding for R = len(label_names) rows: (probs as an array
+    [B >= R, W, K, C], not copied; text lengths [R]; labels per row [R]; thresholds float32
+    [R]), or a ValueError naming what does not fit."""
+    n_rows = len(label_names)
+    probs = np.asarray(probs)
+    if probs.ndim != 4 or probs.shape[0] < n_rows:
+        raise ValueError(f"probs must be [B>={n_rows}, W, K, C], got {probs.shape}")
+    num_classes = probs.shape[3]
+    lengths = np.asarray(text_lengths, np.int64).reshape(-1)[:n_rows]
+    n_labels = np.array([len(x) for x in label_names], np.int64)
+    if (n_labels > num_classes).any():
+        raise ValueError(f"a row has {n_labels.max()} labels but probs has {num_classes} classes")
+    # torch compares a float32 tensor with a python float (or a float32 tensor) in float32
+    thr = np.asarray(_per_row(threshold, n_rows, "threshold"), np.float32)
+    return probs, lengths, n_labels, thr
+
+
 def candidates(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
                label_names: Sequence[Sequence[str]], *,
                threshold: float | Sequence[float] = 0.5) -> list[list[Span]]:
@@ -56,17 +74,9 @@ def candidates(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray,
     `len(label_names)` are padding; channel c of row b is valid for c < len(label_names[b]).
     """
     n_rows = len(label_names)
-    probs = np.asarray(probs)
-    if probs.ndim != 4 or probs.shape[0] < n_rows:
-        raise ValueError(f"probs must be [B>={n_rows}, W, K, C], got {probs.shape}")
+    probs, lengths, n_labels, thr = _span_args(probs, text_lengths, label_names, threshold)
     probs = probs[:n_rows].astype(np.float32, copy=False)
     _, num_words, max_width, num_classes = probs.shape
-    lengths = np.asarray(text_lengths, np.int64).reshape(-1)[:n_rows]
-    n_labels = np.array([len(x) for x in label_names], np.int64)
-    if (n_labels > num_classes).any():
-        raise ValueError(f"a row has {n_labels.max()} labels but probs has {num_classes} classes")
-    # torch compares a float32 tensor with a python float (or a float32 tensor) in float32
-    thr = np.asarray(_per_row(threshold, n_rows, "threshold"), np.float32)
 
     s = np.arange(num_words)[None, :, None, None]
     k = np.arange(max_width)[None, None, :, None]
@@ -130,15 +140,8 @@ def candidate_arrays(probs: np.ndarray, text_lengths: Sequence[int] | np.ndarray
     the only one the greedy search can keep (module docstring). That holds for a text's windows
     too: the best of a position over the windows is the best of its windows' bests."""
     n_rows = len(label_names)
-    probs = np.asarray(probs)
-    if probs.ndim != 4 or probs.shape[0] < n_rows:
-        raise ValueError(f"probs must be [B>={n_rows}, W, K, C], got {probs.shape}")
-    _, num_words, max_width, num_classes = probs.shape
-    lengths = np.asarray(text_lengths, np.int64).reshape(-1)[:n_rows]
-    n_labels = np.array([len(x) for x in label_names], np.int64)
-    if (n_labels > num_classes).any():
-        raise ValueError(f"a row has {n_labels.max()} labels but probs has {num_classes} classes")
-    thr = np.asarray(_per_row(threshold, n_rows, "threshold"), np.float32)
+    probs, lengths, n_labels, thr = _span_args(probs, text_lengths, label_names, threshold)
+    _, num_words, max_width, _ = probs.shape
     multi = _per_row(multi_label, n_rows, "multi_label")
     inside = (np.arange(num_words)[:, None] + np.arange(max_width)[None, :] + 1)  # s + k + 1
     out = []

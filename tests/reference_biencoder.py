@@ -1,4 +1,5 @@
-"""Tiny random reference bi-encoder GLiNERs (gliner 0.2.29 `BiEncoderSpanGLiNER`), built offline.
+"""Tiny random reference bi-encoder GLiNERs (gliner 0.2.29 `BiEncoderSpanGLiNER`, and
+`BiEncoderTokenGLiNER` with span_mode "token_level"), built offline.
 
 Text encoder: ModernBERT (with the toy WordPiece tokenizer: any fast tokenizer serves a random
 model) or DeBERTa-v3 (SentencePiece); labels encoder: BERT. Both encoder directories are local, so
@@ -15,21 +16,13 @@ from reference_models import _encoder_config, build_bert_tokenizer, build_debert
 
 def _text_encoder(enc_dir: Path, backbone: str, hidden: int, layers: int, local_attention: int):
     if backbone == "modernbert":
-        from transformers import ModernBertConfig
-
         tok = build_bert_tokenizer(enc_dir)
-        ModernBertConfig(
-            vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
-            num_attention_heads=4, intermediate_size=2 * hidden, local_attention=local_attention,
-            global_attn_every_n_layers=2, pad_token_id=tok.pad_token_id,
-            bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
-            cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id,
-        ).save_pretrained(enc_dir)
+        overrides = {"local_attention": local_attention}
     elif backbone == "deberta":
-        tok = build_deberta_tokenizer(enc_dir)
-        _encoder_config("deberta", hidden, layers, 4, len(tok), None).save_pretrained(enc_dir)
+        tok, overrides = build_deberta_tokenizer(enc_dir), None
     else:
         raise ValueError(f"text backbone must be 'modernbert' or 'deberta', got {backbone!r}")
+    _encoder_config(backbone, hidden, layers, 4, len(tok), overrides).save_pretrained(enc_dir)
 
 
 def build_reference_biencoder(out_dir: str | Path, backbone: str = "modernbert",
@@ -37,7 +30,7 @@ def build_reference_biencoder(out_dir: str | Path, backbone: str = "modernbert",
                               labels_hidden: int = 32, num_layers: int = 3,
                               local_attention: int = 8, max_width: int = 12,
                               num_rnn_layers: int = 1, seed: int = 0,
-                              weight_scale: float | None = 2.0):
+                              weight_scale: float | None = 2.0, span_mode: str = "markerV0"):
     """Build a random reference bi-encoder (eval mode), saved to `out_dir / "saved"`.
 
     `weight_scale`: as `build_reference_gliner`, spreads the logits away from 0.
@@ -56,7 +49,7 @@ def build_reference_biencoder(out_dir: str | Path, backbone: str = "modernbert",
     cfg = {
         "model_name": str(text_dir), "labels_encoder": str(labels_dir),
         "name": f"random-biencoder-{backbone}", "max_width": max_width,
-        "hidden_size": hidden_size, "dropout": 0.4, "span_mode": "markerV0",
+        "hidden_size": hidden_size, "dropout": 0.4, "span_mode": span_mode,
         "subtoken_pooling": "first", "max_types": 25, "max_len": 384,
         "words_splitter_type": "whitespace", "num_rnn_layers": num_rnn_layers,
         "vocab_size": -1, "class_token_index": -1,
@@ -75,5 +68,6 @@ def build_reference_biencoder(out_dir: str | Path, backbone: str = "modernbert",
     model.save_pretrained(saved, safe_serialization=True)
     (out_dir / "build_args.json").write_text(json.dumps(
         {"backbone": backbone, "hidden_size": hidden_size, "enc_hidden": enc_hidden,
-         "labels_hidden": labels_hidden, "seed": seed, "weight_scale": weight_scale}, indent=2))
+         "labels_hidden": labels_hidden, "seed": seed, "weight_scale": weight_scale,
+         "span_mode": span_mode}, indent=2))
     return model, saved

@@ -118,7 +118,15 @@ def build_bert_tokenizer(out_dir: str | Path):
 
 def _encoder_config(backbone: str, enc_hidden: int, num_layers: int, heads: int, vocab_size: int,
                     overrides: dict | None):
-    from transformers import BertConfig, DebertaV2Config
+    from transformers import BertConfig, DebertaV2Config, ModernBertConfig
+
+    if backbone == "modernbert":  # with build_bert_tokenizer's ids: [PAD] 0, [CLS] 2, [SEP] 3
+        kw = dict(vocab_size=vocab_size, hidden_size=enc_hidden, num_hidden_layers=num_layers,
+                  num_attention_heads=heads, intermediate_size=2 * enc_hidden, local_attention=8,
+                  global_attn_every_n_layers=2, pad_token_id=0, bos_token_id=2, eos_token_id=3,
+                  cls_token_id=2, sep_token_id=3)
+        kw.update(overrides or {})
+        return ModernBertConfig(**kw)
 
     common = dict(
         vocab_size=vocab_size,
@@ -142,7 +150,7 @@ def _encoder_config(backbone: str, enc_hidden: int, num_layers: int, heads: int,
         kw = dict(common, type_vocab_size=2, layer_norm_eps=1e-12)
         kw.update(overrides or {})
         return BertConfig(**kw)
-    raise ValueError(f"backbone must be 'deberta' or 'bert', got {backbone!r}")
+    raise ValueError(f"backbone must be 'deberta', 'bert' or 'modernbert', got {backbone!r}")
 
 
 def build_reference_gliner(
@@ -251,3 +259,19 @@ def cached_tokenizer_dir(backbone: str = "deberta") -> Path:
     out = _cache_root() / f"tokenizer_{backbone}"
     (build_deberta_tokenizer if backbone == "deberta" else build_bert_tokenizer)(out)
     return out
+
+
+def torch_rope(ref, length: int):
+    """A reference model's ModernBERT text encoder: transformers' rotary tables (cos, sin) for
+    `length` positions, {kind: (cos, sin)} as our encoder's `rel_tables` takes them, which
+    transformers computes in float32 even in a float64 model (see test_modernbert.py); None for
+    the other encoders."""
+    import torch
+
+    enc = ref.model.token_rep_layer.bert_layer.model
+    if not hasattr(enc, "rotary_emb"):
+        return None
+    x, pos = torch.zeros(1, length, 1), torch.arange(length)[None]
+    rot = enc.rotary_emb.float()
+    return {kind: tuple(t[0].numpy() for t in rot(x, pos, kind))
+            for kind in ("full_attention", "sliding_attention")}

@@ -1,11 +1,13 @@
-"""Bi-encoder GLiNER parity with the reference (gliner 0.2.29 BiEncoderSpanGLiNER), random models
-built offline: ModernBERT text + BERT labels encoder, and DeBERTa-v3 text + BERT labels encoder.
+"""Bi-encoder GLiNER parity with the reference (gliner 0.2.29 BiEncoderSpanGLiNER and
+BiEncoderTokenGLiNER), random models built offline: ModernBERT text + BERT labels encoder, and
+DeBERTa-v3 text + BERT labels encoder, each as a span (markerV0) and a token-level model.
 
 float64 logits to 1e-10 of the logit scale (ModernBERT: given transformers' own rotary tables,
 see test_modernbert.py; with ours, float32 rounding of cos/sin, 1e-6 of the scale); float32 to
 1e-4; decoded entities identical with scores within 1e-4; label vectors equal to the reference's
 `encode_labels`; cached inference (`label_embeddings`, `predict_with_embeds`) equal to plain
-inference; save_pretrained bit-identical both ways; the many-label kernel equal to the direct one.
+inference; save_pretrained bit-identical both ways; the many-label kernels (span and token)
+equal to the direct scoring.
 """
 
 import jax
@@ -15,9 +17,10 @@ import pytest
 import torch
 from flax import nnx
 from reference_biencoder import build_reference_biencoder
+from reference_models import torch_rope
 
 from gliner_jax import GLiNER
-from gliner_jax.biencoder import BiEncoderGLiNER
+from gliner_jax.biencoder import BiEncoderGLiNER, BiEncoderTokenGLiNER
 from gliner_jax.biencoder_io import load_biencoder, read_label_cache
 from gliner_jax.layers import Precision
 from gliner_jax.weights import read_safetensors
@@ -38,6 +41,12 @@ MODELS = {
     # no text projection, no rnn; labels 48 = D: no labels_projection
     "deberta_bert": dict(backbone="deberta", hidden_size=48, enc_hidden=48, labels_hidden=48,
                          num_layers=2, num_rnn_layers=0, max_width=6, seed=1),
+    # token level (BiEncoderTokenModel): smaller, the same two layouts of projections
+    "modernbert_bert_token": dict(backbone="modernbert", hidden_size=32, labels_hidden=24,
+                                  num_layers=2, span_mode="token_level", seed=2),
+    "deberta_bert_token": dict(backbone="deberta", hidden_size=32, enc_hidden=32,
+                               labels_hidden=32, num_layers=1, num_rnn_layers=0,
+                               span_mode="token_level", seed=3),
 }
 
 
@@ -54,16 +63,6 @@ def _ref_batch(ref, texts, labels):
     return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
 
-def _torch_rope(ref, length):
-    enc = ref.model.token_rep_layer.bert_layer.model
-    if not hasattr(enc, "rotary_emb"):
-        return None
-    x, pos = torch.zeros(1, length, 1), torch.arange(length)[None]
-    rot = enc.rotary_emb.float()
-    return {kind: tuple(t[0].numpy() for t in rot(x, pos, kind))
-            for kind in ("full_attention", "sliding_attention")}
-
-
 def _ours(model, tb, tables=None):
     args = [jnp.asarray(tb[k].numpy()) for k in ("input_ids", "attention_mask", "words_mask")]
     lengths = tb["text_lengths"].numpy()[:, 0]
@@ -73,28 +72,34 @@ def _ours(model, tb, tables=None):
                             encoder_tables=tables))
 
 
-def _valid(tb, K, C):
+def _valid(tb, shape, token: bool):
+    """Logits that mean something: spans inside the text [B, W, K, C], or words of the text
+    [B, W, C, 3] (token level)."""
     lengths = tb["text_lengths"].numpy()[:, 0]
-    s, k = np.arange(int(lengths.max()))[:, None], np.arange(K)[None]
-    return np.broadcast_to(((s + k)[None] < lengths[:, None, None])[..., None],
-                           (len(lengths), s.shape[0], K, C))
+    s = np.arange(shape[1])[:, None]
+    ends = s if token else s + np.arange(shape[2])[None]
+    return np.broadcast_to((ends[None] < lengths[:, None, None])[..., None], shape)
+
+
+def _is_token(ref) -> bool:
+    return ref.config.span_mode == "token_level"
 
 
 def test_logits_float64_and_float32(ref_model):
     ref, saved = ref_model
     tb = _ref_batch(ref, TEXTS, LABELS)
-    valid = _valid(tb, ref.config.max_width, len(LABELS))
     with torch.no_grad():
         want64 = ref.model.double()(**tb).logits.numpy()
         want32 = ref.model.float()(**tb).logits.numpy()
+    valid = _valid(tb, want64.shape, _is_token(ref))
     scale = np.abs(want64[valid]).max()
     assert scale > 1.0
-    tables = _torch_rope(ref, tb["input_ids"].shape[1])
+    tables = torch_rope(ref, tb["input_ids"].shape[1])
     with jax.enable_x64(True):
         model64, _, _ = load_biencoder(saved, Precision(param_dtype=jnp.float64))
         got64 = _ours(model64, tb, tables)
         own64 = _ours(model64, tb) if tables else got64
-    assert got64.dtype == np.float64
+    assert got64.dtype == np.float64 and got64.shape == want64.shape
     err64 = np.abs(got64 - want64)[valid].max()
     assert err64 <= 1e-10 * scale, (err64, scale)
     err_own = np.abs(own64 - want64)[valid].max()
@@ -122,7 +127,7 @@ def _same(got, want, tol=1e-4):
 def ours(ref_model):
     """One float32 gliner_jax bi-encoder per reference model (compiles once per module)."""
     model = GLiNER.from_pretrained(ref_model[1])
-    assert isinstance(model, BiEncoderGLiNER)
+    assert type(model) is (BiEncoderTokenGLiNER if _is_token(ref_model[0]) else BiEncoderGLiNER)
     return model
 
 
@@ -153,6 +158,9 @@ def test_label_cache_equals_plain_and_reference(ref_model, ours):
     ref.model.float()
     _forget_labels(ours)
     plain = ours.inference(TEXTS, LABELS, threshold=0.3)  # encodes its labels inside
+    # one text alone: a batch of another shape, whose float32 rounding may differ in the last
+    # bit from the same row in a larger batch (the token scorer's [B, W, C, 4D] products)
+    plain_one = ours.inference(TEXTS[1:2], LABELS, threshold=0.3)[0]
     _forget_labels(ours)
     vecs = ours.encode_labels(LABELS)
     want_vecs = ref.encode_labels(LABELS).numpy()
@@ -163,7 +171,8 @@ def test_label_cache_equals_plain_and_reference(ref_model, ours):
     assert ours.inference(TEXTS, LABELS, threshold=0.3, label_embeddings=vecs) == plain
     assert not ours._vectors and not ours._terms  # given vectors are not kept
     assert ours.batch_predict_with_embeds(TEXTS, vecs, LABELS, threshold=0.3) == plain
-    assert ours.predict_with_embeds(TEXTS[1], vecs, LABELS, threshold=0.3) == plain[1]
+    assert ours.predict_with_embeds(TEXTS[1], vecs, LABELS, threshold=0.3) == plain_one
+    _same([plain_one], [plain[1]], 1e-6)
     _same(plain, ref.batch_predict_with_embeds(TEXTS, ref.encode_labels(LABELS), LABELS,
                                                threshold=0.3))
     # the given vectors are the ones used: label i scored with label -1-i's vector is plain
@@ -203,6 +212,7 @@ def test_save_pretrained_round_trip(ref_model, ours, tmp_path):
     from gliner import GLiNER as RefGLiNER
     back = RefGLiNER.from_pretrained(str(out), local_files_only=True)
     back.eval()
+    assert type(back.model) is type(ref.model)
     ref.model.float()
     _same(back.inference(TEXTS, LABELS, threshold=0.3), ref.inference(TEXTS, LABELS,
                                                                       threshold=0.3), 1e-6)
@@ -215,8 +225,9 @@ def test_save_pretrained_round_trip(ref_model, ours, tmp_path):
 
 
 def test_many_label_kernel_matches_direct(ref_model):
-    """span_logits_shared (folded and projected forms, labels in chunks) == the model's own
-    scoring of the same words and label vectors (float64)."""
+    """span_logits_shared (folded and projected forms, labels in chunks) or token_logits_shared
+    (labels in chunks) == the model's own scoring of the same words and label vectors
+    (float64)."""
     _, saved = ref_model
     with jax.enable_x64(True):
         model, _, _ = load_biencoder(saved, Precision(param_dtype=jnp.float64))
@@ -224,6 +235,14 @@ def test_many_label_kernel_matches_direct(ref_model):
         d = model.config.hidden_size
         words = jnp.asarray(rng.normal(size=(2, 7, d)))
         vecs = jnp.asarray(rng.normal(size=(23, d)))
+        if _is_token(ref_model[0]):
+            want = np.asarray(model.scorer(words, jnp.broadcast_to(vecs[None], (2, 23, d))))
+            terms = model.label_terms(vecs)
+            for chunk in (5, 23, 1024, None):
+                got = np.asarray(model.token_logits_shared(words, terms, chunk=chunk))
+                assert got.shape == want.shape == (2, 7, 23, 3)
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
+            return
         prompts = model.prompt_rep_layer(jnp.broadcast_to(vecs[None], (2, 23, d)))
         want = np.asarray(model.span_rep_layer.span_rep_layer(words, prompts, None))
         terms = model.label_terms(vecs)

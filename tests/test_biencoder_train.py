@@ -1,7 +1,8 @@
-"""Bi-encoder training parity with the reference (gliner 0.2.29 BiEncoderSpanModel): loss and
-every parameter's gradient on one collated batch, float64, dropout off. Parameters the reference
-never uses (the BiLSTM, the labels encoder's pooler) get no gradient there and exactly zero here.
-And the optimizer puts the labels encoder in its own group.
+"""Bi-encoder training parity with the reference (gliner 0.2.29 BiEncoderSpanModel and
+BiEncoderTokenModel, each with its own loss): loss and every parameter's gradient on one
+collated batch, float64, dropout off. Parameters the reference never uses (the BiLSTM, the
+labels encoder's pooler) get no gradient there and exactly zero here. And the optimizer puts the
+labels encoder in its own group.
 
 DeBERTa + BERT: every gradient to 1e-9 relative. ModernBERT + BERT (given transformers' rotary
 tables, see test_modernbert.py): transformers rotates q and k in float32 even in a float64
@@ -16,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
-from gliner.data_processing.collator import BiEncoderSpanDataCollator
+from gliner.data_processing.collator import BiEncoderSpanDataCollator, TokenDataCollator
 from reference_biencoder import build_reference_biencoder
+from reference_models import torch_rope
 
 from gliner_jax.biencoder_io import load_biencoder
 from gliner_jax.layers import Precision
@@ -40,7 +42,11 @@ LOSS = LossConfig(alpha=0.75, gamma=2.0, label_smoothing=0.1, reduction="mean")
 
 MODELS = {"modernbert_bert": dict(backbone="modernbert"),
           "deberta_bert": dict(backbone="deberta", hidden_size=48, enc_hidden=48,
-                               labels_hidden=48, num_layers=2)}
+                               labels_hidden=48, num_layers=2),
+          "modernbert_bert_token": dict(backbone="modernbert", hidden_size=32, labels_hidden=24,
+                                        num_layers=2, span_mode="token_level"),
+          "deberta_bert_token": dict(backbone="deberta", hidden_size=32, enc_hidden=32,
+                                     labels_hidden=32, num_layers=1, span_mode="token_level")}
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
@@ -51,8 +57,9 @@ def ref(request, tmp_path_factory):
 
 def test_loss_and_gradients_match_reference_float64(ref):
     ref_model, saved = ref
-    collator = BiEncoderSpanDataCollator(ref_model.config, data_processor=ref_model.data_processor,
-                                         prepare_labels=True)
+    collator = ref_model._create_data_collator()  # the family's training collator
+    token = ref_model.config.span_mode == "token_level"
+    assert isinstance(collator, TokenDataCollator if token else BiEncoderSpanDataCollator)
     tb = {k: v for k, v in collator(EXAMPLES, entity_types=TYPES).items()
           if isinstance(v, torch.Tensor)}
     assert "labels_gather_indices" in tb  # the rows' label sets differ: union + gather
@@ -68,20 +75,21 @@ def test_loss_and_gradients_match_reference_float64(ref):
     want_loss = out.loss.item()
     length = tb["input_ids"].shape[1]
     text_encoder = model.token_rep_layer.bert_layer.model
-    tables = None
-    if hasattr(text_encoder, "rotary_emb"):
-        rot = text_encoder.rotary_emb.float()
-        x, pos = torch.zeros(1, length, 1), torch.arange(length)[None]
-        tables = {k: tuple(t[0].numpy() for t in rot(x, pos, k))
-                  for k in ("full_attention", "sliding_attention")}
+    tables = torch_rope(ref_model, length)
     model.float()
 
     batch = {k: jnp.asarray(v.numpy()) for k, v in tb.items() if k not in ("span_idx",)}
     batch["text_lengths"] = batch["text_lengths"][:, 0]
     k = ref_model.config.max_width
-    b, spans, c = batch["labels"].shape                  # the reference flattens (W, K)
-    batch["labels"] = batch["labels"].reshape(b, spans // k, k, c)
-    batch["span_mask"] = batch["span_mask"].reshape(b, spans // k, k)
+    if token:  # labels [B, W, C, 3] -> ours [B, W, 3, C]; the word mask as the width-1 column
+        batch["labels"] = jnp.swapaxes(batch["labels"], 2, 3)
+        w = batch["labels"].shape[1]
+        words = jnp.arange(w)[None] < batch["text_lengths"][:, None]
+        batch["span_mask"] = jnp.broadcast_to(words[..., None], words.shape + (k,))
+    else:
+        b, spans, c = batch["labels"].shape              # the reference flattens (W, K)
+        batch["labels"] = batch["labels"].reshape(b, spans // k, k, c)
+        batch["span_mask"] = batch["span_mask"].reshape(b, spans // k, k)
     with jax.enable_x64(True):
         ours, _, _ = load_biencoder(saved, Precision(param_dtype=jnp.float64))
         graphdef, params, rest = nnx.split(ours, nnx.Param, ...)
@@ -115,6 +123,8 @@ def test_loss_and_gradients_match_reference_float64(ref):
     assert errors[worst] <= 1.0, (worst, errors[worst] * tolerance(worst))
 
 
+# the groups are read off parameter paths shared by both bi-encoder families: span models only
+@pytest.mark.parametrize("ref", ["deberta_bert", "modernbert_bert"], indirect=True)
 def test_labels_encoder_has_its_own_optimizer_group(ref):
     _, saved = ref
     model, _, _ = load_biencoder(saved)

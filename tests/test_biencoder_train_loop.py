@@ -6,7 +6,8 @@ labels replicated):
 - the loss falls; the labels encoder is its own optimizer group with its own rate;
 - a run preempted by SIGTERM and resumed ends where the uninterrupted one does;
 - the exported directory is a bi-encoder again (labels tokenizer included) that gliner_jax loads
-  and predicts with; the final dev F1 is computed (the evaluator runs the family too).
+  and predicts with; the final dev F1 is computed (the evaluator runs the family too);
+- the token-level bi-encoder (BiEncoderTokenModel) trains through the same step and exports.
 """
 
 import json
@@ -19,7 +20,7 @@ from reference_biencoder import build_reference_biencoder
 from train_setup import synthetic_examples, tiny_config, write_jsonl
 
 from gliner_jax import GLiNER
-from gliner_jax.biencoder import BiEncoderGLiNER
+from gliner_jax.biencoder import BiEncoderGLiNER, BiEncoderTokenGLiNER
 from gliner_jax.weights import read_safetensors
 from train import config as C
 from train.train import run
@@ -91,3 +92,33 @@ def test_export_is_a_biencoder(runs):
     plain = model.predict_entities(text, labels, threshold=0.0)
     cached = model.predict_with_embeds(text, model.encode_labels(labels), labels, threshold=0.0)
     assert plain and plain == cached
+
+
+def test_token_level_biencoder_trains_and_exports(tmp_path):
+    _, saved = build_reference_biencoder(tmp_path / "ref", hidden_size=32, enc_hidden=32,
+                                         labels_hidden=32, num_layers=2, max_width=4,
+                                         weight_scale=None, span_mode="token_level")
+    train = write_jsonl(tmp_path / "train.jsonl", synthetic_examples(16, seed=1, max_words=10))
+    dev = write_jsonl(tmp_path / "dev.jsonl", synthetic_examples(4, seed=2, max_words=10))
+    cfg = tiny_config(train, dev, num_steps=N, checkpoint_every=N, eval_every=0, export=True,
+                      log_every=1)
+    cfg.model = C.ModelConfig(init="gliner", path=str(saved), dropout=0.1, max_len=48)
+    cfg.optim.lr_labels = 2e-3
+    result = run(cfg, tmp_path / "run", progress=False)
+    assert (result.status, result.step) == ("done", N)
+    steps = [m for m in _metrics(tmp_path / "run") if "loss" in m]
+    assert len(steps) == N and all(np.isfinite(m["loss"]) and m["loss"] > 0 for m in steps)
+    assert any("dev_f1" in m for m in _metrics(tmp_path / "run"))
+    before = read_safetensors(saved / "model.safetensors")
+    after = read_safetensors(tmp_path / "run" / "model" / "model.safetensors")
+    assert sorted(before) == sorted(after)
+    for prefix in ("token_rep_layer.labels_encoder.", "token_rep_layer.bert_layer.", "scorer."):
+        assert any(k.startswith(prefix) and not np.array_equal(before[k], after[k])
+                   for k in before), prefix  # every part trained
+    model = GLiNER.from_pretrained(tmp_path / "run" / "model")
+    assert type(model) is BiEncoderTokenGLiNER
+    labels = ["person", "location", "organization"]
+    text = "john smith went to paris with alice"
+    plain = model.predict_entities(text, labels, threshold=0.0)
+    assert plain and plain == model.predict_with_embeds(text, model.encode_labels(labels),
+                                                        labels, threshold=0.0)

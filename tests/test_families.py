@@ -1,9 +1,10 @@
 """Every uni-encoder family and span mode of gliner 0.2.29 at parity, on tiny random models.
 
-For each span mode, the token-level model, and configs shaped like NuNER Zero (marker, K=1)
-and gliner-multitask (token_level, max_len 768): logits float64 to 1e-10 (relative to the
-logit scale) and float32 to 1e-4; decoded entities identical (scores within 1e-5) for flat,
-nested and multi-label at two thresholds; the round trip reference -> ours -> reference
+For each span mode, the token-level model, configs shaped like NuNER Zero (marker, K=1)
+and gliner-multitask (token_level, max_len 768), and a ModernBERT encoder (markerV0): logits
+float64 to 1e-10 (relative to the logit scale; ModernBERT given transformers' rotary tables)
+and float32 to 1e-4; decoded entities identical (scores within 1e-5) for flat, nested and
+multi-label at two thresholds; the round trip reference -> ours -> reference
 bit-identical, and the reference predicts the same from our directory. Unknown modes and
 families fail with one line naming them.
 """
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from reference_models import build_reference_gliner
+from reference_models import build_reference_gliner, torch_rope
 
 from gliner_jax import GLiNER
 from gliner_jax.convert import ModelLoadError, load_gliner
@@ -43,6 +44,8 @@ MODELS = {mode: {"span_mode": mode} for mode in SPAN_MODES}
 MODELS["token_level"] = {"span_mode": "token_level"}
 MODELS["nuner_zero_like"] = {"span_mode": "marker", "build": {"max_width": 1}}
 MODELS["multitask_like"] = {"span_mode": "token_level", "build": {"max_len": 768}}
+# a ModernBERT encoder (global + sliding-window layers; prompts longer than the window)
+MODELS["modernbert"] = {"build": {"backbone": "modernbert", "num_layers": 2}}
 
 
 @functools.cache
@@ -86,11 +89,11 @@ def _batch(ref):
     return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
 
-def _ours(model, tb):
+def _ours(model, tb, tables=None):
     args = [jnp.asarray(tb[k].numpy()) for k in ("input_ids", "attention_mask", "words_mask")]
     lengths = tb["text_lengths"].numpy()[:, 0]
     logits, _ = model(*args, jnp.asarray(lengths), num_words=int(lengths.max()),
-                      num_classes=len(LABELS))
+                      num_classes=len(LABELS), encoder_tables=tables)
     return np.asarray(logits)
 
 
@@ -115,7 +118,7 @@ def test_logits_float64_and_float32(ref_model):
     assert scale > 1.0
     with jax.enable_x64(True):
         model64, _ = load_gliner(saved, Precision(param_dtype=jnp.float64))
-        got64 = _ours(model64, tb)
+        got64 = _ours(model64, tb, torch_rope(ref, tb["input_ids"].shape[1]))
     assert got64.dtype == np.float64 and got64.shape == want64.shape
     err64 = np.abs(got64 - want64)[valid].max()
     assert err64 <= 1e-10 * scale, (err64, scale)

@@ -115,7 +115,8 @@ def prompt_logits(model, batch, num_words: int, num_classes: int, encoder_tables
 
 def labels_encoder_logits(model, batch, num_words: int, num_classes: int, encoder_tables=None):
     """(logits, prompt_mask) of a bi-encoder: the batch's distinct labels go through the labels
-    encoder once ([U, T']); each row gathers its C of them (reference BiEncoderSpanModel)."""
+    encoder once ([U, T']); each row gathers its C of them (reference BiEncoderSpanModel /
+    BiEncoderTokenModel)."""
     vectors = model.encode_labels(batch["labels_input_ids"], batch["labels_attention_mask"])
     vectors = vectors[batch["labels_gather_indices"]]                          # [B, C, D]
     mask = batch["prompts_embedding_mask"]
@@ -135,17 +136,21 @@ def biencoder_loss_config(cfg: LossConfig) -> LossConfig:
 
 class Inputs(NamedTuple):
     logits: Callable       # (model, batch, W, C, encoder_tables) -> (logits, prompt_mask)
-    loss_config: Callable  # LossConfig -> what the reference's loss of the family applies
     shared: dict           # arrays shared by all rows of a micro-batch (replicated): rank
     per_row: dict          # arrays beyond BATCH_RANKS, split over the batch axis: rank
 
 
 INPUTS = {
-    "prompt": Inputs(prompt_logits, lambda cfg: cfg, {}, {}),
-    "labels_encoder": Inputs(labels_encoder_logits, biencoder_loss_config,
+    "prompt": Inputs(prompt_logits, {}, {}),
+    "labels_encoder": Inputs(labels_encoder_logits,
                              {"labels_input_ids": 3, "labels_attention_mask": 3},
                              {"labels_gather_indices": 3, "prompts_embedding_mask": 3}),
 }
+
+# what the reference's loss of a family applies of the LossConfig, where it is not the config
+# itself (the model family's name -> LossConfig -> LossConfig). The bi-encoder token model uses
+# the uni-encoder token loss, which passes its arguments in order.
+LOSS_ARGUMENTS = {"gliner_bi_encoder_span": biencoder_loss_config}
 
 
 def reseed(model: nnx.Module, key) -> None:
@@ -164,8 +169,9 @@ def head_loss(model, batch, loss_cfg: LossConfig, mask_key=None, encoder_tables=
     inputs = INPUTS[fam.inputs]
     logits, prompt_mask = inputs.logits(model, batch, w, c, encoder_tables)
     dt = jnp.promote_types(logits.dtype, jnp.float32)  # bf16 compute: the loss in float32
+    loss_cfg = LOSS_ARGUMENTS.get(fam.name, lambda cfg: cfg)(loss_cfg)
     return LOSSES[fam.head](logits.astype(dt), batch["labels"], prompt_mask, batch["span_mask"],
-                            inputs.loss_config(loss_cfg), mask_key)
+                            loss_cfg, mask_key)
 
 
 # families whose loss is more than their head's (the model family's name -> loss)

@@ -1,16 +1,19 @@
-"""The bi-encoder span GLiNER (gliner 0.2.29 `BiEncoderSpanModel`), module names as its state dict:
+"""The bi-encoder GLiNERs (gliner 0.2.29 `BiEncoderSpanModel`, `BiEncoderTokenModel`), module
+names as their state dicts:
 
     token_rep_layer.bert_layer.model.*       text encoder     token_rep_layer.projection
     token_rep_layer.labels_encoder.model.*   labels encoder   token_rep_layer.labels_projection
     rnn.lstm.*         built by the reference when num_rnn_layers > 0 but never called: kept so
                        checkpoints round-trip, unused here too
-    span_rep_layer.span_rep_layer.*          markerV0         prompt_rep_layer.{0,3}.*
+    span:  span_rep_layer.span_rep_layer.*   markerV0         prompt_rep_layer.{0,3}.*
+    token: scorer.{proj_token, proj_label, out_mlp.{0,3}}     (token_scorer.Scorer)
 
 The text goes through its encoder alone (no label prompt). Each label goes through the labels
 encoder alone; its vector is the mean of its token states over the attention mask (after
 `labels_projection`), as the reference's `BiEncoder.mean_pooling`. Label vectors do not depend
 on the text, so inference computes them once (`encode_labels`) and reuses them; so are their
-projections through `prompt_rep_layer` and markerV0's last layer (`label_terms`).
+projections through `prompt_rep_layer` and markerV0's last layer, or through the token scorer's
+label side (`label_terms`).
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ from gliner_jax.encoders import build_encoder
 from gliner_jax.layers import Precision, torch_dense
 from gliner_jax.modeling.gliner import BertLayer, Rnn, SpanRepLayer, gather_words
 from gliner_jax.modeling.span_rep import MLP, SpanMarkerV0, span_kernel
+from gliner_jax.modeling.token_scorer import Scorer
 
 # Labels scored per step of the many-label kernel: bounds the [L, F] x [F, chunk] products and
 # the folded label terms held at once.
 LABEL_CHUNK = 1024
+# Elements of the token scorer's [B, L, chunk, 4D] hidden layer per step of its many-label
+# kernel (256 MB in float32).
+TOKEN_HIDDEN_BUDGET = 1 << 26
 
 
 def mean_pool(h, mask):
@@ -65,21 +72,18 @@ class BiEncoderTokenRep(nnx.Module):
         return mean_pool(h, attention_mask)
 
 
-class BiEncoderSpanModel(nnx.Module):
-    def __init__(self, cfg: GlinerConfig, prec: Precision = Precision(), *, rngs: nnx.Rngs):
+class BiEncoder(nnx.Module):
+    """What the bi-encoder families share (gliner `BaseBiEncoderModel`): the two encoders, the
+    unused BiLSTM, label vectors, first-sub-token word vectors, and the label layout of a row."""
+
+    def __init__(self, cfg: GlinerConfig, prec: Precision, *, rngs: nnx.Rngs):
         cfg.validate()
         if not cfg.labels_encoder:
-            raise ValueError("BiEncoderSpanModel needs a config with labels_encoder")
-        if cfg.span_mode != "markerV0":  # the label-cache kernels below fold markerV0's layers
-            raise ConfigError(f"bi-encoder span_mode {cfg.span_mode!r} is not supported "
-                              "(only 'markerV0')")
+            raise ValueError(f"{type(self).__name__} needs a config with labels_encoder")
         self.config = cfg
-        d = cfg.hidden_size
         self.token_rep_layer = BiEncoderTokenRep(cfg, prec, rngs=rngs)
         if cfg.num_rnn_layers:
-            self.rnn = Rnn(d, prec, rngs=rngs)
-        self.span_rep_layer = SpanRepLayer(SpanMarkerV0, cfg, prec, rngs=rngs)
-        self.prompt_rep_layer = MLP(d, d, cfg.dropout, prec, rngs=rngs)
+            self.rnn = Rnn(cfg.hidden_size, prec, rngs=rngs)
 
     def encoder_tables(self):
         """Input-independent text-encoder tensors computed once for inference (DeBERTa's
@@ -99,6 +103,30 @@ class BiEncoderSpanModel(nnx.Module):
         h = self.token_rep_layer.encode_text(input_ids, attention_mask, encoder_tables)
         return gather_words(h, words_mask, num_words)
 
+    @staticmethod
+    def row_labels(label_vectors, label_mask, words):
+        """Label vectors per row [B, C, D] in the words' dtype: [C, D] is shared by every row;
+        padded labels (label_mask [B, C] false) are zeroed, as the reference's
+        `get_representations` does."""
+        if label_vectors.ndim == 2:
+            label_vectors = jnp.broadcast_to(label_vectors[None],
+                                             (words.shape[0],) + label_vectors.shape)
+        label_vectors = label_vectors.astype(words.dtype)
+        if label_mask is not None:
+            label_vectors = label_vectors * label_mask[..., None].astype(words.dtype)
+        return label_vectors
+
+
+class BiEncoderSpanModel(BiEncoder):
+    def __init__(self, cfg: GlinerConfig, prec: Precision = Precision(), *, rngs: nnx.Rngs):
+        super().__init__(cfg, prec, rngs=rngs)
+        if cfg.span_mode != "markerV0":  # the label-cache kernels below fold markerV0's layers
+            raise ConfigError(f"bi-encoder span_mode {cfg.span_mode!r} is not supported "
+                              "(only 'markerV0')")
+        d = cfg.hidden_size
+        self.span_rep_layer = SpanRepLayer(SpanMarkerV0, cfg, prec, rngs=rngs)
+        self.prompt_rep_layer = MLP(d, d, cfg.dropout, prec, rngs=rngs)
+
     def __call__(self, input_ids, attention_mask, words_mask, text_lengths, label_vectors,
                  label_mask=None, *, num_words: int, encoder_tables=None):
         """Span x label logits [B, L, K, C].
@@ -110,13 +138,7 @@ class BiEncoderSpanModel(nnx.Module):
         """
         words = self.words(input_ids, attention_mask, words_mask, num_words=num_words,
                            encoder_tables=encoder_tables)
-        if label_vectors.ndim == 2:
-            label_vectors = jnp.broadcast_to(label_vectors[None],
-                                             (words.shape[0],) + label_vectors.shape)
-        label_vectors = label_vectors.astype(words.dtype)
-        if label_mask is not None:
-            label_vectors = label_vectors * label_mask[..., None].astype(words.dtype)
-        prompts = self.prompt_rep_layer(label_vectors)
+        prompts = self.prompt_rep_layer(self.row_labels(label_vectors, label_mask, words))
         return self.span_rep_layer.span_rep_layer(words, prompts, text_lengths)
 
     # -- inference with label vectors computed once --------------------------------------
@@ -172,3 +194,46 @@ def marker_spans(marker, a, e):
     e = jnp.pad(e, ((0, 0), (0, K - 1), (0, 0)))
     h = jnp.stack([jax.nn.relu(a + e[:, k:k + L]) for k in range(K)], axis=2)  # [B, L, K, F]
     return marker.out_project.out_proj(h.astype(a.dtype))
+
+
+class BiEncoderTokenModel(BiEncoder):
+    """gliner `BiEncoderTokenModel` (span_mode token_level): per word and label, (start, end,
+    inside) logits [B, W, C, 3] from the token-level scorer (`token_scorer.Scorer`) on the
+    label vectors themselves (no prompt MLP, as the uni-encoder token model)."""
+
+    def __init__(self, cfg: GlinerConfig, prec: Precision = Precision(), *, rngs: nnx.Rngs):
+        super().__init__(cfg, prec, rngs=rngs)
+        self.scorer = Scorer(cfg.hidden_size, cfg.dropout, prec, rngs=rngs)
+
+    def __call__(self, input_ids, attention_mask, words_mask, text_lengths, label_vectors,
+                 label_mask=None, *, num_words: int, encoder_tables=None):
+        """Word x label logits [B, L, C, 3]; arguments as `BiEncoderSpanModel.__call__`."""
+        words = self.words(input_ids, attention_mask, words_mask, num_words=num_words,
+                           encoder_tables=encoder_tables)
+        return self.scorer(words, self.row_labels(label_vectors, label_mask, words))
+
+    # -- inference with label vectors computed once --------------------------------------
+
+    def label_terms(self, label_vectors):
+        """Label vectors [C, D] -> the scorer's per-label terms, once per label set."""
+        lw, l2 = self.scorer.label_terms(label_vectors)
+        return {"lw": lw, "l2": l2}
+
+    def token_logits_shared(self, words, terms, *, chunk: int | None = None):
+        """Logits [B, L, C, 3] of every word against labels shared by all rows, the labels in
+        chunks (lax.map) of `chunk`, default as many as keep the [B, L, chunk, 4D] hidden layer
+        within TOKEN_HIDDEN_BUDGET elements."""
+        lw, l2 = terms["lw"].astype(words.dtype), terms["l2"].astype(words.dtype)
+        c = lw.shape[0]
+        if chunk is None:
+            chunk = max(1, TOKEN_HIDDEN_BUDGET // (words.shape[0] * words.shape[1] * lw.shape[1]))
+        n = -(-c // chunk) if c > chunk else 1
+        size = -(-c // n)
+
+        def chunks(x):
+            x = jnp.pad(x, ((0, n * size - c), (0, 0)))
+            return x.reshape(n, size, x.shape[-1])
+
+        out = jax.lax.map(lambda a: self.scorer.score(words, *a), (chunks(lw), chunks(l2)))
+        out = jnp.moveaxis(out, 0, 2)                                     # [B, L, n, size, 3]
+        return out.reshape(out.shape[:2] + (n * size, 3))[:, :, :c]

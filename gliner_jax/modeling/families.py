@@ -26,7 +26,7 @@ from flax import nnx
 from gliner_jax.config import ConfigError, GlinerConfig
 from gliner_jax.layers import Precision
 from gliner_jax.modeling import span_conv, span_rep
-from gliner_jax.modeling.biencoder import BiEncoderSpanModel
+from gliner_jax.modeling.biencoder import BiEncoderSpanModel, BiEncoderTokenModel
 from gliner_jax.modeling.gliner import SpanModel, TokenModel
 from gliner_jax.modeling.relex import RelexModel, relex_settings
 
@@ -85,6 +85,10 @@ def _token(cfg: GlinerConfig) -> bool:
     return cfg.span_mode == TOKEN_LEVEL
 
 
+# the bi-encoders' labels path, loader and writer
+_BI = dict(inputs="labels_encoder", load="gliner_jax.biencoder_io:load_biencoder",
+           save="gliner_jax.biencoder_io:save_biencoder")
+
 FAMILIES: tuple[Family, ...] = (
     Family("gliner_streaming_span", None, "span",
            lambda c: c.raw.get("model_type") == "gliner_streaming_span"),
@@ -95,12 +99,11 @@ FAMILIES: tuple[Family, ...] = (
     Family("gliner_uni_encoder_token_decoder", None, "token",
            lambda c: _raw("labels_decoder")(c) and _token(c)),
     Family("gliner_uni_encoder_span_decoder", None, "span", _raw("labels_decoder")),
-    Family("gliner_bi_encoder_token", None, "token",
-           lambda c: _raw("labels_encoder")(c) and _token(c)),
+    Family("gliner_bi_encoder_token", BiEncoderTokenModel, "token",
+           lambda c: _raw("labels_encoder")(c) and _token(c),
+           api="gliner_jax.biencoder:BiEncoderTokenGLiNER", **_BI),
     Family("gliner_bi_encoder_span", BiEncoderSpanModel, "span", _raw("labels_encoder"),
-           inputs="labels_encoder", api="gliner_jax.biencoder:BiEncoderGLiNER",
-           load="gliner_jax.biencoder_io:load_biencoder",
-           save="gliner_jax.biencoder_io:save_biencoder"),
+           api="gliner_jax.biencoder:BiEncoderGLiNER", **_BI),
     Family("gliner_uni_encoder_token", TokenModel, "token", _token),
     Family("gliner_uni_encoder_span", SpanModel, "span", lambda c: True),
 )

@@ -76,8 +76,8 @@ class UniEncoder(nnx.Module):
     def __init__(self, cfg: GlinerConfig, prec: Precision, *, rngs: nnx.Rngs):
         cfg.validate()
         if cfg.labels_encoder:
-            raise ValueError("a config with labels_encoder is a bi-encoder: build "
-                             "gliner_jax.modeling.biencoder.BiEncoderSpanModel")
+            raise ValueError("a config with labels_encoder is a bi-encoder: build it with "
+                             "gliner_jax.modeling.build_model (modeling/biencoder.py)")
         if cfg.class_token_index < 0:
             raise ValueError("a GLiNER model needs a resolved class_token_index (id of <<ENT>>)")
         self.config = cfg

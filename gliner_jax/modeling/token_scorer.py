@@ -28,15 +28,33 @@ class Scorer(nnx.Module):
 
     def __call__(self, words, prompts):
         """words [B,L,D], prompts [B,C,D] -> [B,L,C,3] (start, end, inside) logits."""
-        d = words.shape[-1]
-        t = self.proj_token(words)
-        lab = self.proj_label(prompts)
+        return self.score(words, *self.label_terms(prompts))
+
+    def _first_layer(self, x):
         lin = self.out_mlp.in_proj
-        dt = lin.dtype or words.dtype
-        w1 = lin.kernel[...].astype(dt)                                     # [3D, 4D]
+        dt = lin.dtype or x.dtype
+        return lin, dt, lin.kernel[...].astype(dt)                           # W1 [3D, 4D]
+
+    def label_terms(self, prompts):
+        """What the scores read of the types, [..., C, D] -> (l1 @ Wb [..., C, 4D], l2
+        [..., C, D]): independent of the text (a bi-encoder computes them once per label set)."""
+        d = prompts.shape[-1]
+        _, dt, w1 = self._first_layer(prompts)
+        lab = self.proj_label(prompts)
+        return lab[..., :d].astype(dt) @ w1[d:2 * d], lab[..., d:].astype(dt)
+
+    def score(self, words, lw, l2):
+        """words [B,L,D] and a label set's terms (`label_terms`: [B,C,*] per row, or [C,*]
+        shared by the rows) -> [B,L,C,3]."""
+        d = words.shape[-1]
+        lin, dt, w1 = self._first_layer(words)
+        t = self.proj_token(words)
         tw = t[..., :d].astype(dt) @ w1[:d] + lin.bias[...].astype(dt)      # [B,L,4D]
-        lw = lab[..., :d].astype(dt) @ w1[d:2 * d]                          # [B,C,4D]
-        pair = jnp.einsum("BLD,BCD,DF->BLCF", t[..., d:].astype(dt), lab[..., d:].astype(dt),
-                          w1[2 * d:])
+        t2 = t[..., d:].astype(dt)
+        if lw.ndim == 2:  # shared: no [B, C, *] copies
+            pair = jnp.einsum("BLD,CD,DF->BLCF", t2, l2, w1[2 * d:])
+            lw = lw[None]
+        else:
+            pair = jnp.einsum("BLD,BCD,DF->BLCF", t2, l2, w1[2 * d:])
         h = self.out_mlp.dropout(jax.nn.relu(tw[:, :, None] + lw[:, None] + pair))
         return self.out_mlp.out_proj(h)
