@@ -13,22 +13,25 @@ two ends share a window are found as if each window were predicted alone.
 import functools
 import json
 import shutil
-import tempfile
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from flax import nnx
-from reference_models import build_reference_gliner
+from reference_models import (
+    assert_same_safetensors,
+    cached_reference_gliner,
+    entity_tuples,
+    jax_loss_and_grads,
+    reference_batch,
+    reference_loss_and_grads,
+)
 
 from gliner_jax import GLiNER
 from gliner_jax import relations as relex
 from gliner_jax.convert import load_gliner
 from gliner_jax.layers import Precision
-from gliner_jax.weights import export_state, read_safetensors
 
 TEXTS = [
     "John Smith works at Google in Paris , and Alice moved to New York .",
@@ -61,11 +64,9 @@ def _adjacency_thresholds(name):
     return tuple(c[3] for c in COMBOS)
 
 
-@functools.cache
 def _build(name):
     overrides, seed = MODELS[name]
-    out = Path(tempfile.mkdtemp(prefix=f"gliner_jax_relex_{name}_"))
-    return build_reference_gliner(out, gliner_overrides=overrides, seed=seed, **TINY)
+    return cached_reference_gliner(gliner_overrides=overrides, seed=seed, **TINY)
 
 
 @functools.cache
@@ -76,13 +77,6 @@ def _api(name) -> GLiNER:
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def name(request):
     return request.param
-
-
-def _batch(ref):
-    tokens, _, _ = ref.prepare_inputs([t for t in TEXTS if t.strip()])
-    batch = ref.create_collator()([{"tokenized_text": t, "ner": None} for t in tokens],
-                                  entity_types=LABELS, relation_types=RELATIONS)
-    return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
 
 def _ours(model, tb, threshold, adjacency_threshold):
@@ -146,7 +140,7 @@ def _compare(ref_out, got, scale_tol):
 
 def test_logits_float64_and_float32(name):
     ref, saved = _build(name)
-    tb = _batch(ref)
+    tb = reference_batch(ref, TEXTS, LABELS, RELATIONS)
     thr = 0.5
     adj_thr = _adjacency_thresholds(name)[0] or thr
     with torch.no_grad():
@@ -177,10 +171,6 @@ def test_logits_float64_and_float32(name):
     assert _adjacency_error(ref, ours32) <= 1e-4
 
 
-def _ents(rows):
-    return [[(e["start"], e["end"], e["text"], e["label"]) for e in r] for r in rows]
-
-
 def _rels(rows):
     return [[(r["head"], r["tail"], r["relation"]) for r in row] for row in rows]
 
@@ -201,7 +191,7 @@ def test_decoded_entities_and_relations_identical(name):
                   adjacency_threshold=adj_thr, relation_threshold=rel_thr)
         want_e, want_r = ref.inference(TEXTS, LABELS, relations=RELATIONS, batch_size=4, **kw)
         got_e, got_r = ours.inference(TEXTS, LABELS, relations=RELATIONS, batch_size=4, **kw)
-        assert _ents(got_e) == _ents(want_e), kw
+        assert entity_tuples(got_e) == entity_tuples(want_e), kw
         assert _rels(got_r) == _rels(want_r), kw
         for rg, rw in zip(got_r, want_r, strict=True):
             for a, b in zip(rg, rw, strict=True):
@@ -212,8 +202,8 @@ def test_decoded_entities_and_relations_identical(name):
     kw = dict(threshold=0.3)
     assert ours.predict_relations(TEXTS[0], LABELS, RELATIONS, **kw)[1] == \
         ours.inference(TEXTS[:1], LABELS, relations=RELATIONS, **kw)[1][0]
-    assert _ents([ours.predict_entities(TEXTS[0], LABELS, **kw)]) == \
-        _ents([ref.predict_entities(TEXTS[0], LABELS, **kw)])
+    assert entity_tuples([ours.predict_entities(TEXTS[0], LABELS, **kw)]) == \
+        entity_tuples([ref.predict_entities(TEXTS[0], LABELS, **kw)])
 
 
 def test_round_trip_to_reference_and_back(name, tmp_path):
@@ -223,11 +213,7 @@ def test_round_trip_to_reference_and_back(name, tmp_path):
     out = _api(name).save_pretrained(tmp_path / "exported")
     cfg = json.loads((out / "gliner_config.json").read_text())
     assert cfg["relations_layer"] == MODELS[name][0]["relations_layer"]
-    a = read_safetensors(saved / "model.safetensors")
-    b = read_safetensors(out / "model.safetensors")
-    assert sorted(a) == sorted(b)
-    for k in a:
-        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+    assert_same_safetensors(saved, out)
     back = RefGLiNER.from_pretrained(str(out), local_files_only=True)
     back.eval()
     assert type(back.model) is type(ref.model)
@@ -257,7 +243,6 @@ def test_loss_and_gradients_match_reference_float64(model_name):
 
     from train.config import LossConfig
     from train.relex_loss import relex_targets
-    from train.step import batch_loss
 
     ref, saved = _build(model_name)
     random.seed(0)
@@ -270,14 +255,7 @@ def test_loss_and_gradients_match_reference_float64(model_name):
         if tb.get(k) is not None:
             tb[k] = tb[k].double()
     cfg = LossConfig()
-    model = ref.model.double().eval()
-    model.zero_grad()
-    want = model(**tb, alpha=cfg.alpha, gamma=cfg.gamma, label_smoothing=cfg.label_smoothing,
-                 reduction=cfg.reduction, prob_margin=cfg.prob_margin).loss
-    want.backward()
-    want_grads = {k: (np.zeros(p.shape) if p.grad is None else p.grad.numpy().copy())
-                  for k, p in model.named_parameters()}
-    model.float()
+    want, want_grads = reference_loss_and_grads(ref, tb, cfg)
     k = ref.config.max_width
     labels = tb["labels"].numpy()
     labels = labels.reshape(labels.shape[0], -1, k, labels.shape[-1])
@@ -294,12 +272,8 @@ def test_loss_and_gradients_match_reference_float64(model_name):
     batch.update(relex_targets(labels, adj, tb["rel_matrix"].numpy()))
     with jax.enable_x64(True):
         ours, _ = load_gliner(saved, Precision(param_dtype=jnp.float64))
-        graphdef, params, rest = nnx.split(ours, nnx.Param, ...)
-        params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
-        fn = jax.jit(jax.value_and_grad(lambda p, b: batch_loss(p, graphdef, rest, b, cfg)))
-        loss, grads = fn(params, batch)
-        got_grads = export_state(nnx.merge(graphdef, grads, rest))
-    assert abs(float(loss) - want.item()) <= 1e-10 * abs(want.item())
+        loss, got_grads = jax_loss_and_grads(ours, batch, cfg)
+    assert abs(loss - want) <= 1e-10 * abs(want)
     assert sorted(got_grads) == sorted(want_grads)
     for k, g in want_grads.items():
         scale = max(np.abs(g).max(), 1e-3)
@@ -347,8 +321,6 @@ def test_long_text_windows():
 
 
 def test_relations_need_a_relex_model():
-    from reference_models import cached_reference_gliner
-
     _, saved = cached_reference_gliner(**dict(TINY, weight_scale=None))
     model = GLiNER.from_pretrained(saved)
     with pytest.raises(ValueError, match="does not extract relations"):
@@ -358,8 +330,6 @@ def test_relations_need_a_relex_model():
 def test_predict_command_relations(capsys, tmp_path):
     """`python -m gliner_jax.predict --relations`: the API's relations per text; a model that
     does not extract relations is one usage line."""
-    from reference_models import cached_reference_gliner
-
     from gliner_jax import predict
 
     saved = _build("dot")[1]
@@ -430,3 +400,17 @@ def test_spacy_and_server_give_a_relex_models_entities():
         parse_request(json.dumps({"text": texts[0], "labels": LABELS,
                                   "relations": RELATIONS}).encode())
     assert "does no relation extraction" in e.value.message and "\n" not in e.value.message
+
+
+def test_token_relex_is_refused_in_one_line(tmp_path):
+    """The token-level relex family (UniEncoderTokenRelexModel) is not built: one line names it."""
+    from gliner_jax.model import ModelLoadError
+
+    bad = tmp_path / "token_relex"
+    shutil.copytree(_build("dot")[1], bad)
+    cfg = json.loads((bad / "gliner_config.json").read_text())
+    (bad / "gliner_config.json").write_text(json.dumps(dict(cfg, span_mode="token_level")))
+    with pytest.raises(ModelLoadError) as e:
+        GLiNER.from_pretrained(bad)
+    assert "model family 'gliner_uni_encoder_token_relex' is not supported" in str(e.value)
+    assert "\n" not in str(e.value)
