@@ -273,6 +273,31 @@ def entity_tuples(rows) -> list[list[tuple]]:
     return [[(e["start"], e["end"], e["text"], e["label"]) for e in r] for r in rows]
 
 
+def edited_copy(saved: str | Path, out: str | Path, **config) -> Path:
+    """A copy of the model directory `saved` at `out` with gliner_config.json entries set."""
+    import shutil
+
+    out = Path(out)
+    shutil.copytree(saved, out)
+    cfg = json.loads((out / "gliner_config.json").read_text())
+    (out / "gliner_config.json").write_text(json.dumps({**cfg, **config}))
+    return out
+
+
+def load_error(model_dir: str | Path) -> str:
+    """The message of the ModelLoadError that loading `model_dir` must raise, checked to be
+    one line."""
+    import pytest
+
+    from gliner_jax import GLiNER
+    from gliner_jax.convert import ModelLoadError
+
+    with pytest.raises(ModelLoadError) as e:
+        GLiNER.from_pretrained(model_dir)
+    assert "\n" not in str(e.value), str(e.value)
+    return str(e.value)
+
+
 def assert_same_safetensors(dir_a: str | Path, dir_b: str | Path) -> None:
     """The two directories' model.safetensors hold the same keys, dtypes and bits."""
     import numpy as np

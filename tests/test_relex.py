@@ -12,7 +12,6 @@ two ends share a window are found as if each window were predicted alone.
 
 import functools
 import json
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +21,10 @@ import torch
 from reference_models import (
     assert_same_safetensors,
     cached_reference_gliner,
+    edited_copy,
     entity_tuples,
     jax_loss_and_grads,
+    load_error,
     reference_batch,
     reference_loss_and_grads,
 )
@@ -354,22 +355,13 @@ def test_predict_command_relations(capsys, tmp_path):
 def test_attention_alias_and_head_width(tmp_path):
     """relations_layer "attn" is the reference's alias of "attention" (same keys, same
     adjacency); the attention layers' 8 heads must split the hidden width, or one line says so."""
-    from gliner_jax.model import ModelLoadError
-
     saved = _build("attention")[1]
-    alias = tmp_path / "attn"
-    shutil.copytree(saved, alias)
-    cfg = json.loads((alias / "gliner_config.json").read_text())
-    (alias / "gliner_config.json").write_text(json.dumps(dict(cfg, relations_layer="attn")))
+    alias = edited_copy(saved, tmp_path / "attn", relations_layer="attn")
     kw = dict(threshold=0.5, adjacency_threshold=ATTENTION_ADJACENCY[0], relations=RELATIONS)
     got = GLiNER.from_pretrained(alias).inference(TEXTS, LABELS, **kw)
     assert got == _api("attention").inference(TEXTS, LABELS, **kw) and sum(map(len, got[1]))
-    (alias / "gliner_config.json").write_text(json.dumps(dict(cfg, relations_layer="gat",
-                                                              hidden_size=12)))
-    with pytest.raises(ModelLoadError) as e:
-        GLiNER.from_pretrained(alias)
-    assert "needs hidden_size divisible by its 8 attention heads, got 12" in str(e.value)
-    assert "\n" not in str(e.value)
+    bad = edited_copy(saved, tmp_path / "narrow", relations_layer="gat", hidden_size=12)
+    assert "needs hidden_size divisible by its 8 attention heads, got 12" in load_error(bad)
 
 
 def test_spacy_and_server_give_a_relex_models_entities():
@@ -404,13 +396,5 @@ def test_spacy_and_server_give_a_relex_models_entities():
 
 def test_token_relex_is_refused_in_one_line(tmp_path):
     """The token-level relex family (UniEncoderTokenRelexModel) is not built: one line names it."""
-    from gliner_jax.model import ModelLoadError
-
-    bad = tmp_path / "token_relex"
-    shutil.copytree(_build("dot")[1], bad)
-    cfg = json.loads((bad / "gliner_config.json").read_text())
-    (bad / "gliner_config.json").write_text(json.dumps(dict(cfg, span_mode="token_level")))
-    with pytest.raises(ModelLoadError) as e:
-        GLiNER.from_pretrained(bad)
-    assert "model family 'gliner_uni_encoder_token_relex' is not supported" in str(e.value)
-    assert "\n" not in str(e.value)
+    bad = edited_copy(_build("dot")[1], tmp_path / "token_relex", span_mode="token_level")
+    assert "model family 'gliner_uni_encoder_token_relex' is not supported" in load_error(bad)
