@@ -134,10 +134,10 @@ class GlinerJax:
     def _annotate(self, docs: list[Doc]) -> list[Doc]:
         pieces = [(i, off, chunk) for i, doc in enumerate(docs)
                   for off, chunk in self._chunks(doc.text)]
-        results = self.model.inference(
+        results = self.model.inference(   # entities only, also from a relex model
             [chunk for _, _, chunk in pieces], self.labels, batch_size=self.batch_size,
             threshold=self.threshold, flat_ner=self.style == "ent",
-            multi_label=self.multi_label)
+            multi_label=self.multi_label, return_relations=False)
         found: list[list[dict]] = [[] for _ in docs]
         for (i, off, _), ents in zip(pieces, results, strict=True):
             found[i].extend({**e, "start": e["start"] + off, "end": e["end"] + off}

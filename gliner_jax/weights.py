@@ -31,9 +31,10 @@ LEAF_TABLE: tuple[tuple[str, str, Callable[[np.ndarray], np.ndarray]], ...] = (
 # NNX attribute names that differ from torch module names (torch Sequential indices):
 # Linear-ReLU-Dropout-Linear MLPs (`in_proj`, `out_proj`), Sequential(Linear, ReLU) (`linear_0`),
 # Sequential(ReLU, Linear) (`linear_1`), Sequential(Linear, ReLU, Linear) (`linear_0`,
-# `linear_2`: the relex MLP adjacency).
+# `linear_2`: the relex MLP adjacency); torch MultiheadAttention's `out_proj` is NNX
+# `attn_out_proj` (the relex attention adjacencies), since `out_proj` names index 3 above.
 MODULE_RENAMES = {"in_proj": "0", "out_proj": "3", "linear_0": "0", "linear_1": "1",
-                  "linear_2": "2"}
+                  "linear_2": "2", "attn_out_proj": "out_proj"}
 # Checkpoint entries that are buffers, not weights: accepted and ignored, by name.
 KNOWN_BUFFERS = ("embeddings.position_ids",)
 # Wrapper prefixes stripped from checkpoint keys (GLiNER wrapper, torch.compile).

@@ -275,3 +275,94 @@ def torch_rope(ref, length: int):
     rot = enc.rotary_emb.float()
     return {kind: tuple(t[0].numpy() for t in rot(x, pos, kind))
             for kind in ("full_attention", "sliding_attention")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the parity tests (test_gliner, test_families, test_families_train,
+# test_relex): the reference's batch, decoded entities, the round trip, loss and gradients.
+
+def reference_batch(ref, texts, labels, relations=None) -> dict:
+    """The reference's collated inference batch (tensors only) of the non-empty texts."""
+    import torch
+
+    tokens, _, _ = ref.prepare_inputs([t for t in texts if t.strip()])
+    kw = {} if relations is None else {"relation_types": relations}
+    batch = ref.create_collator()([{"tokenized_text": t, "ner": None} for t in tokens],
+                                  entity_types=labels, **kw)
+    return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+def entity_tuples(rows) -> list[list[tuple]]:
+    """Decoded entities per text as (start, end, text, label) (scores compared apart)."""
+    return [[(e["start"], e["end"], e["text"], e["label"]) for e in r] for r in rows]
+
+
+def edited_copy(saved: str | Path, out: str | Path, **config) -> Path:
+    """A copy of the model directory `saved` at `out` with gliner_config.json entries set."""
+    import shutil
+
+    out = Path(out)
+    shutil.copytree(saved, out)
+    cfg = json.loads((out / "gliner_config.json").read_text())
+    (out / "gliner_config.json").write_text(json.dumps({**cfg, **config}))
+    return out
+
+
+def load_error(model_dir: str | Path) -> str:
+    """The message of the ModelLoadError that loading `model_dir` must raise, checked to be
+    one line."""
+    import pytest
+
+    from gliner_jax import GLiNER
+    from gliner_jax.convert import ModelLoadError
+
+    with pytest.raises(ModelLoadError) as e:
+        GLiNER.from_pretrained(model_dir)
+    assert "\n" not in str(e.value), str(e.value)
+    return str(e.value)
+
+
+def assert_same_safetensors(dir_a: str | Path, dir_b: str | Path) -> None:
+    """The two directories' model.safetensors hold the same keys, dtypes and bits."""
+    import numpy as np
+
+    from gliner_jax.weights import read_safetensors
+
+    a = read_safetensors(Path(dir_a) / "model.safetensors")
+    b = read_safetensors(Path(dir_b) / "model.safetensors")
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+
+
+def reference_loss_and_grads(ref, batch: dict, cfg) -> tuple[float, dict]:
+    """The reference model's float64 training loss of `batch` (targets already float64) with
+    the loss settings of `cfg` (train.config.LossConfig), and every parameter's gradient (zero
+    for parameters the loss does not reach); the model is left in float32."""
+    import numpy as np
+
+    model = ref.model.double().eval()
+    model.zero_grad()
+    loss = model(**batch, alpha=cfg.alpha, gamma=cfg.gamma, label_smoothing=cfg.label_smoothing,
+                 reduction=cfg.reduction, prob_margin=cfg.prob_margin).loss
+    loss.backward()
+    grads = {k: (np.zeros(p.shape) if p.grad is None else p.grad.numpy().copy())
+             for k, p in model.named_parameters()}
+    model.float()
+    return loss.item(), grads
+
+
+def jax_loss_and_grads(model, batch: dict, cfg) -> tuple[float, dict]:
+    """Our loss of `batch` through the one train step's `batch_loss`, and its gradients as a
+    torch-named dict (call inside jax.enable_x64 for a float64 model)."""
+    import jax
+    from flax import nnx
+
+    from gliner_jax.weights import export_state
+    from train.step import batch_loss
+
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+    fn = jax.jit(jax.value_and_grad(lambda p, b: batch_loss(p, graphdef, rest, b, cfg)))
+    loss, grads = fn(params, batch)
+    return float(loss), export_state(nnx.merge(graphdef, grads, rest))

@@ -11,22 +11,27 @@ families fail with one line naming them.
 
 import functools
 import json
-import shutil
-import tempfile
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from reference_models import build_reference_gliner, torch_rope
+from reference_models import (
+    assert_same_safetensors,
+    build_reference_gliner,
+    cached_reference_gliner,
+    edited_copy,
+    entity_tuples,
+    load_error,
+    reference_batch,
+    torch_rope,
+)
 
 from gliner_jax import GLiNER
-from gliner_jax.convert import ModelLoadError, load_gliner
+from gliner_jax.convert import load_gliner
 from gliner_jax.layers import Precision
 from gliner_jax.modeling import SPAN_MODES
-from gliner_jax.weights import read_safetensors
 
 TEXTS = [
     "John Smith works at Google in Paris , and Alice moved to New York .",
@@ -48,13 +53,11 @@ MODELS["multitask_like"] = {"span_mode": "token_level", "build": {"max_len": 768
 MODELS["modernbert"] = {"build": {"backbone": "modernbert", "num_layers": 2}}
 
 
-@functools.cache
 def _build(name):
     """(reference model, its saved directory), built once per process."""
     spec = dict(MODELS[name])
     build = dict(TINY, seed=len(name), **spec.pop("build", {}))
-    out = Path(tempfile.mkdtemp(prefix=f"gliner_jax_family_{name}_"))
-    return build_reference_gliner(out, gliner_overrides=spec, **build)
+    return cached_reference_gliner(gliner_overrides=spec, **build)
 
 
 @functools.cache
@@ -82,13 +85,6 @@ def _is_token(ref) -> bool:
     return ref.config.span_mode == "token_level"
 
 
-def _batch(ref):
-    tokens, _, _ = ref.prepare_inputs([t for t in TEXTS if t.strip()])
-    batch = ref.create_collator()([{"tokenized_text": t, "ner": None} for t in tokens],
-                                  entity_types=LABELS)
-    return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
-
-
 def _ours(model, tb, tables=None):
     args = [jnp.asarray(tb[k].numpy()) for k in ("input_ids", "attention_mask", "words_mask")]
     lengths = tb["text_lengths"].numpy()[:, 0]
@@ -109,7 +105,7 @@ def _valid(ref, tb, shape):
 
 def test_logits_float64_and_float32(ref_model):
     ref, saved = ref_model
-    tb = _batch(ref)
+    tb = reference_batch(ref, TEXTS, LABELS)
     with torch.no_grad():
         want64 = ref.model.double()(**tb).logits.numpy()
         want32 = ref.model.float()(**tb).logits.numpy()
@@ -129,10 +125,6 @@ def test_logits_float64_and_float32(ref_model):
     assert err32 <= 1e-4 * scale, (err32, scale)
 
 
-def _ents(rows):
-    return [[(e["start"], e["end"], e["text"], e["label"]) for e in r] for r in rows]
-
-
 # Decoding depends on the head (span / token) and on batch coupling, not on a mode's maths:
 # these run every (flat, nested) x (single, multi-label) x threshold combination; the other
 # modes run two combinations that still cover flat, nested and multi-label (CI time).
@@ -149,7 +141,7 @@ def test_decoded_entities_identical(ref_model, ours, model_name):
         kw = dict(threshold=threshold, flat_ner=flat_ner, multi_label=multi_label)
         want = ref.inference(TEXTS, LABELS, batch_size=4, **kw)
         got = ours.inference(TEXTS, LABELS, batch_size=4, **kw)
-        assert _ents(got) == _ents(want), kw
+        assert entity_tuples(got) == entity_tuples(want), kw
         for rg, rw in zip(got, want, strict=True):
             for eg, ew in zip(rg, rw, strict=True):
                 assert abs(eg["score"] - ew["score"]) < 1e-5
@@ -164,16 +156,13 @@ def test_round_trip_to_reference_and_back(ref_model, ours, tmp_path):
     out = ours.save_pretrained(tmp_path / "exported")
     assert json.loads((out / "gliner_config.json").read_text())["span_mode"] == \
         ref.config.span_mode
-    a = read_safetensors(saved / "model.safetensors")
-    b = read_safetensors(out / "model.safetensors")
-    assert sorted(a) == sorted(b)
-    for k in a:
-        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+    assert_same_safetensors(saved, out)
     back = RefGLiNER.from_pretrained(str(out), local_files_only=True)
     back.eval()
     assert type(back.model) is type(ref.model)
     kw = dict(threshold=0.3)
-    assert _ents(back.inference(TEXTS, LABELS, **kw)) == _ents(ref.inference(TEXTS, LABELS, **kw))
+    assert entity_tuples(back.inference(TEXTS, LABELS, **kw)) == \
+        entity_tuples(ref.inference(TEXTS, LABELS, **kw))
 
 
 @pytest.mark.parametrize("edit,needle", [
@@ -184,14 +173,7 @@ def test_round_trip_to_reference_and_back(ref_model, ours, tmp_path):
 ])
 def test_unknown_mode_or_family_is_one_line(tmp_path, edit, needle):
     _, saved = build_reference_gliner(tmp_path / "m", **dict(TINY, weight_scale=None))
-    bad = tmp_path / "bad"
-    shutil.copytree(saved, bad)
-    cfg = json.loads((bad / "gliner_config.json").read_text())
-    cfg.update(edit)
-    (bad / "gliner_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelLoadError) as e:
-        GLiNER.from_pretrained(bad)
-    assert needle in str(e.value) and "\n" not in str(e.value)
+    assert needle in load_error(edited_copy(saved, tmp_path / "bad", **edit))
 
 
 # Stitching depends on the head (span / token) and on batch coupling, not on a mode's maths:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
-from reference_models import cached_reference_gliner
+from reference_models import cached_reference_gliner, jax_loss_and_grads, reference_loss_and_grads
 
 from gliner_jax.convert import load_gliner
 from gliner_jax.layers import Precision
@@ -24,7 +24,7 @@ from gliner_jax.processing import Processor
 from gliner_jax.weights import export_state
 from train.config import DataConfig, LossConfig
 from train.data import Batcher
-from train.step import batch_loss, span_loss
+from train.step import span_loss
 
 TINY = dict(hidden_size=16, enc_hidden=32, num_layers=1, heads=2, max_width=4,
             weight_scale=1.0, seed=11)
@@ -46,15 +46,7 @@ def _reference(ref_model, cfg: LossConfig):
     tb = {k: v for k, v in collator(EXAMPLES, entity_types=TYPES).items()
           if isinstance(v, torch.Tensor)}
     tb["labels"] = tb["labels"].double()
-    model = ref_model.model.double().eval()
-    model.zero_grad()
-    loss = model(**tb, alpha=cfg.alpha, gamma=cfg.gamma, label_smoothing=cfg.label_smoothing,
-                 reduction=cfg.reduction, prob_margin=cfg.prob_margin).loss
-    loss.backward()
-    grads = {k: (np.zeros(p.shape) if p.grad is None else p.grad.numpy().copy())
-             for k, p in model.named_parameters()}
-    model.float()
-    return loss.item(), grads
+    return reference_loss_and_grads(ref_model, tb, cfg)
 
 
 def _ours(saved, cfg: LossConfig):
@@ -64,11 +56,7 @@ def _ours(saved, cfg: LossConfig):
         arrays, _ = Batcher(processor, DataConfig(batch_size=len(EXAMPLES), max_types=4), 1)(
             EXAMPLES, TYPES)
         batch = {k: v[0] for k, v in arrays.items()}
-        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
-        fn = jax.jit(jax.value_and_grad(lambda p, b: batch_loss(p, graphdef, rest, b, cfg)))
-        loss, grads = fn(params, batch)
-        return float(loss), export_state(nnx.merge(graphdef, grads, rest))
+        return jax_loss_and_grads(model, batch, cfg)
 
 
 @pytest.mark.parametrize("mode", ["token_level", "markerV2", "conv_share"])

@@ -15,7 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from reference_models import build_reference_gliner
+from reference_models import (
+    assert_same_safetensors,
+    build_reference_gliner,
+    entity_tuples,
+    reference_batch,
+)
 
 from gliner_jax import GLiNER
 from gliner_jax.convert import ModelLoadError, load_gliner
@@ -52,13 +57,6 @@ def ref_model(request, tmp_path_factory):
     return ref, saved
 
 
-def _ref_batch(ref, texts, labels):
-    tokens, _, _ = ref.prepare_inputs([t for t in texts if t.strip()])
-    batch = ref.create_collator()([{"tokenized_text": t, "ner": None} for t in tokens],
-                                  entity_types=labels)
-    return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
-
-
 def _ours(model, tb, labels):
     args = [tb[k].numpy() for k in ("input_ids", "attention_mask", "words_mask")]
     lengths = tb["text_lengths"].numpy()[:, 0]
@@ -78,7 +76,7 @@ def _valid(tb, K, C):
 
 def test_logits_float64_and_float32(ref_model):
     ref, saved = ref_model
-    tb = _ref_batch(ref, TEXTS, LABELS)
+    tb = reference_batch(ref, TEXTS, LABELS)
     K = ref.config.max_width
     valid = _valid(tb, K, len(LABELS))
     with torch.no_grad():
@@ -100,10 +98,6 @@ def test_logits_float64_and_float32(ref_model):
     assert err32 <= 1e-4 * scale, (err32, scale)
 
 
-def _ents(rows):
-    return [[(e["start"], e["end"], e["text"], e["label"]) for e in r] for r in rows]
-
-
 @pytest.mark.parametrize("flat_ner,multi_label", [(True, False), (False, False), (True, True),
                                                   (False, True)])
 def test_decoded_entities_identical(ref_model, flat_ner, multi_label):
@@ -115,14 +109,14 @@ def test_decoded_entities_identical(ref_model, flat_ner, multi_label):
         want = ref.inference(TEXTS, LABELS, **kw)
         with pytest.warns(UserWarning) if ref.config.max_len < 30 else _nullcontext():
             got = ours.inference(TEXTS, LABELS, truncate=True, **kw)
-        assert _ents(got) == _ents(want)
+        assert entity_tuples(got) == entity_tuples(want)
         for rg, rw in zip(got, want, strict=True):
             for eg, ew in zip(rg, rw, strict=True):
                 assert abs(eg["score"] - ew["score"]) < 1e-5
         n_found += sum(map(len, want))
         # the single-text API agrees with inference
-        assert _ents([ours.predict_entities(TEXTS[0], LABELS, truncate=True, **kw)]) == \
-            _ents(want[:1])
+        assert entity_tuples([ours.predict_entities(TEXTS[0], LABELS, truncate=True, **kw)]) == \
+            entity_tuples(want[:1])
     assert n_found > 0
 
 
@@ -140,7 +134,7 @@ def test_dict_labels_and_empty_texts(ref_model):
     labels = {"PER": "person", "ORG": "organization", "LOC": "location"}
     want = ref.inference(TEXTS[:3], labels, threshold=0.3)
     got = ours.inference(TEXTS[:3], labels, threshold=0.3, truncate=True)
-    assert _ents(got) == _ents(want)
+    assert entity_tuples(got) == entity_tuples(want)
     assert ours.inference(["", "   "], LABELS) == [[], []]
     with pytest.raises(ValueError, match="label"):
         ours.inference(TEXTS[:1], [])
@@ -152,7 +146,7 @@ def test_batch_invariance(ref_model):
     together = ours.inference(TEXTS, LABELS, threshold=0.3, batch_size=4, truncate=True)
     for i, text in enumerate(TEXTS):
         alone = ours.inference([text], LABELS, threshold=0.3, truncate=True)[0]
-        assert _ents([alone]) == _ents([together[i]])
+        assert entity_tuples([alone]) == entity_tuples([together[i]])
         # other rows change only the padded shape, hence float32 summation order: noise
         for a, b in zip(alone, together[i], strict=True):
             assert abs(a["score"] - b["score"]) < 1e-5
@@ -166,21 +160,17 @@ def test_round_trip_to_reference_and_back(ref_model, tmp_path):
     out = ours.save_pretrained(tmp_path / "exported")
     cfg = json.loads((out / "gliner_config.json").read_text())
     assert cfg["encoder_config"] and cfg["class_token_index"] >= 0 and cfg["vocab_size"] > 0
-    # the tensors come back bit-identical
-    a = read_safetensors(saved / "model.safetensors")
-    b = read_safetensors(out / "model.safetensors")
-    assert sorted(a) == sorted(b)
-    for k in a:
-        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+    assert_same_safetensors(saved, out)   # the tensors come back bit-identical
     # the reference loads our directory with nothing else and predicts identically
     back = RefGLiNER.from_pretrained(str(out), local_files_only=True)
     back.eval()
     kw = dict(threshold=0.3)
-    assert _ents(back.inference(TEXTS, LABELS, **kw)) == _ents(ref.inference(TEXTS, LABELS, **kw))
+    assert entity_tuples(back.inference(TEXTS, LABELS, **kw)) == \
+        entity_tuples(ref.inference(TEXTS, LABELS, **kw))
     # and we load it again
     again = GLiNER.from_pretrained(out)
-    assert _ents(again.inference(TEXTS[:2], LABELS, **kw)) == \
-        _ents(ours.inference(TEXTS[:2], LABELS, **kw))
+    assert entity_tuples(again.inference(TEXTS[:2], LABELS, **kw)) == \
+        entity_tuples(ours.inference(TEXTS[:2], LABELS, **kw))
 
 
 def test_bin_and_legacy_layouts(tmp_path):
@@ -190,8 +180,8 @@ def test_bin_and_legacy_layouts(tmp_path):
     bin_dir = tmp_path / "bin"
     ref.save_pretrained(bin_dir)
     assert (bin_dir / "pytorch_model.bin").is_file()
-    assert _ents(GLiNER.from_pretrained(bin_dir).inference(TEXTS[:2], LABELS, threshold=0.3)) == \
-        _ents(want)
+    got = GLiNER.from_pretrained(bin_dir).inference(TEXTS[:2], LABELS, threshold=0.3)
+    assert entity_tuples(got) == entity_tuples(want)
     # legacy v2.1 layout: training-style config, no encoder_config / class_token_index /
     # vocab_size, no tokenizer files: tokenizer and encoder config come from model_name
     legacy = tmp_path / "legacy"
@@ -205,7 +195,7 @@ def test_bin_and_legacy_layouts(tmp_path):
                 "shuffle_types": True, "random_drop": True, "log_dir": "logs"})
     (legacy / "gliner_config.json").write_text(json.dumps(cfg))
     got = GLiNER.from_pretrained(legacy).inference(TEXTS[:2], LABELS, threshold=0.3)
-    assert _ents(got) == _ents(want)
+    assert entity_tuples(got) == entity_tuples(want)
 
 
 def _tamper(saved, tmp_path, edit):
@@ -241,9 +231,7 @@ def test_convert_cli_and_load_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gliner_jax.convert", str(saved),
                         str(tmp_path / "out")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    a = read_safetensors(saved / "model.safetensors")
-    b = read_safetensors(tmp_path / "out" / "model.safetensors")
-    assert all(np.array_equal(a[k], b[k]) for k in a) and sorted(a) == sorted(b)
+    assert_same_safetensors(saved, tmp_path / "out")
     with pytest.raises(ModelLoadError, match="does not exist"):
         GLiNER.from_pretrained(tmp_path / "nope")
     with pytest.raises(ModelLoadError, match="not a GLiNER model directory"):

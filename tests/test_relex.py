@@ -1,6 +1,7 @@
 """Relation extraction (gliner 0.2.29 UniEncoderSpanRelexModel) at parity, on tiny random models.
 
-For each adjacency layer (dot, mlp, bilinear, gcn, none; on markerV0, marker and markerV1):
+For each adjacency layer (dot, mlp, bilinear, gcn, attention, gat, none; on markerV0, marker
+and markerV1):
 entity logits, the selected entities, the adjacency's pairs and their relation logits float64
 to 1e-10 (relative to the logit scale) and float32 to 1e-4; decoded entities and relations
 identical (scores within 1e-5) at several entity / adjacency / relation thresholds, flat,
@@ -11,22 +12,27 @@ two ends share a window are found as if each window were predicted alone.
 
 import functools
 import json
-import tempfile
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from flax import nnx
-from reference_models import build_reference_gliner
+from reference_models import (
+    assert_same_safetensors,
+    cached_reference_gliner,
+    edited_copy,
+    entity_tuples,
+    jax_loss_and_grads,
+    load_error,
+    reference_batch,
+    reference_loss_and_grads,
+)
 
 from gliner_jax import GLiNER
 from gliner_jax import relations as relex
 from gliner_jax.convert import load_gliner
 from gliner_jax.layers import Precision
-from gliner_jax.weights import export_state, read_safetensors
 
 TEXTS = [
     "John Smith works at Google in Paris , and Alice moved to New York .",
@@ -44,14 +50,24 @@ MODELS = {
     "bilinear": ({"relations_layer": "bilinear", "span_mode": "marker"}, 4),
     "gcn": ({"relations_layer": "gcn", "span_mode": "markerV1"}, 3),
     "none": ({"relations_layer": "none"}, 2),
+    "attention": ({"relations_layer": "attention"}, 2),
+    "gat": ({"relations_layer": "gat", "span_mode": "marker"}, 2),
 }
+# The attention adjacency is softmax weights (each row sums to 1 over its E entities), not a
+# sigmoid around 0.5: its tests use these adjacency thresholds instead (per COMBOS row; the
+# first also in the logits test).
+ATTENTION_ADJACENCY = (0.1, 0.075, 0.15, 0.1)
 
 
-@functools.cache
+def _adjacency_thresholds(name):
+    if name == "attention":
+        return ATTENTION_ADJACENCY
+    return tuple(c[3] for c in COMBOS)
+
+
 def _build(name):
     overrides, seed = MODELS[name]
-    out = Path(tempfile.mkdtemp(prefix=f"gliner_jax_relex_{name}_"))
-    return build_reference_gliner(out, gliner_overrides=overrides, seed=seed, **TINY)
+    return cached_reference_gliner(gliner_overrides=overrides, seed=seed, **TINY)
 
 
 @functools.cache
@@ -64,15 +80,9 @@ def name(request):
     return request.param
 
 
-def _batch(ref):
-    tokens, _, _ = ref.prepare_inputs([t for t in TEXTS if t.strip()])
-    batch = ref.create_collator()([{"tokenized_text": t, "ner": None} for t in tokens],
-                                  entity_types=LABELS, relation_types=RELATIONS)
-    return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
-
-
-def _ours(model, tb, threshold):
-    """Our entity logits, entity spans, pairs and their relation logits, as the reference's."""
+def _ours(model, tb, threshold, adjacency_threshold):
+    """Our entity logits, entity spans, pairs and their relation logits, as the reference's;
+    then the adjacency, entity vectors and their mask (for `_adjacency_error`)."""
     args = [jnp.asarray(tb[k].numpy()) for k in ("input_ids", "attention_mask", "words_mask")]
     lengths = tb["text_lengths"].numpy()[:, 0]
     logits, _, words, rel, _ = model.relex_forward(
@@ -91,13 +101,28 @@ def _ours(model, tb, threshold):
         n = len(s)
         off = ~np.eye(n, dtype=bool)
         if adj is not None:
-            off &= np.asarray(adj)[b, :n, :n] > threshold
+            off &= np.asarray(adj)[b, :n, :n] > adjacency_threshold
         pairs.append([(int(i), int(j)) for i, j in zip(*np.nonzero(off), strict=True)])
-    return np.asarray(logits), spans, pairs, np.asarray(pair)
+    x = model.entity_vectors(words, jnp.asarray(lengths), jnp.asarray(idx))
+    return (np.asarray(logits), spans, pairs, np.asarray(pair),
+            None if adj is None else np.asarray(adj), np.asarray(x), mask)
+
+
+def _adjacency_error(ref, got):
+    """Max |ours - reference| of the adjacency over valid pairs: the reference's
+    relations_rep_layer on our entity vectors (whose parity the relation logits prove)."""
+    adj, x, mask = got[4:]
+    if adj is None:
+        return 0.0
+    with torch.no_grad():
+        want = ref.model.relations_rep_layer(torch.tensor(x), torch.tensor(mask))
+    valid = mask[:, :, None] & mask[:, None, :]
+    assert valid.sum() > len(mask)                            # some pair of two entities
+    return np.abs(adj - want.numpy())[valid].max()
 
 
 def _compare(ref_out, got, scale_tol):
-    logits, spans, pairs, pair = got
+    logits, spans, pairs, pair = got[:4]
     want = ref_out.logits.numpy()
     n_rows = want.shape[0]
     ent = ref_out.entity_spans.numpy()
@@ -116,11 +141,12 @@ def _compare(ref_out, got, scale_tol):
 
 def test_logits_float64_and_float32(name):
     ref, saved = _build(name)
-    tb = _batch(ref)
+    tb = reference_batch(ref, TEXTS, LABELS, RELATIONS)
     thr = 0.5
+    adj_thr = _adjacency_thresholds(name)[0] or thr
     with torch.no_grad():
-        out64 = ref.model.double()(**tb, threshold=thr, adjacency_threshold=thr)
-        out32 = ref.model.float()(**tb, threshold=thr, adjacency_threshold=thr)
+        out64 = ref.model.double()(**tb, threshold=thr, adjacency_threshold=adj_thr)
+        out32 = ref.model.float()(**tb, threshold=thr, adjacency_threshold=adj_thr)
     assert out64.rel_mask.any()
     lengths = tb["text_lengths"].numpy()[:, 0]
     valid = (np.arange(out64.logits.shape[1])[None, :, None]
@@ -128,20 +154,22 @@ def test_logits_float64_and_float32(name):
     valid = np.broadcast_to(valid[..., None], out64.logits.shape)
     with jax.enable_x64(True):
         model64, _ = load_gliner(saved, Precision(param_dtype=jnp.float64))
-        got, want, rel_err, rel_scale = _compare(out64, _ours(model64, tb, thr), 1e-10)
+        ours64 = _ours(model64, tb, thr, adj_thr)
+        got, want, rel_err, rel_scale = _compare(out64, ours64, 1e-10)
     scale = np.abs(want[valid]).max()
     assert scale > 1.0
     assert np.abs(got - want)[valid].max() <= 1e-10 * scale
     assert rel_err <= 1e-10 * rel_scale, (rel_err, rel_scale)
+    ref.model.double()
+    assert _adjacency_error(ref, ours64) <= 1e-10      # probabilities / attention weights
+    ref.model.float()
     model32, _ = load_gliner(saved)
     with jax.default_matmul_precision("highest"):
-        got, want, rel_err, rel_scale = _compare(out32, _ours(model32, tb, thr), 1e-4)
+        ours32 = _ours(model32, tb, thr, adj_thr)
+        got, want, rel_err, rel_scale = _compare(out32, ours32, 1e-4)
     assert np.abs(got - want)[valid].max() <= 1e-4 * scale
     assert rel_err <= 1e-4 * rel_scale, (rel_err, rel_scale)
-
-
-def _ents(rows):
-    return [[(e["start"], e["end"], e["text"], e["label"]) for e in r] for r in rows]
+    assert _adjacency_error(ref, ours32) <= 1e-4
 
 
 def _rels(rows):
@@ -158,12 +186,13 @@ def test_decoded_entities_and_relations_identical(name):
     ref, _ = _build(name)
     ours = _api(name)
     found = 0
-    for flat_ner, multi_label, thr, adj_thr, rel_thr in COMBOS:
+    for (flat_ner, multi_label, thr, _, rel_thr), adj_thr in zip(
+            COMBOS, _adjacency_thresholds(name), strict=True):
         kw = dict(threshold=thr, flat_ner=flat_ner, multi_label=multi_label,
                   adjacency_threshold=adj_thr, relation_threshold=rel_thr)
         want_e, want_r = ref.inference(TEXTS, LABELS, relations=RELATIONS, batch_size=4, **kw)
         got_e, got_r = ours.inference(TEXTS, LABELS, relations=RELATIONS, batch_size=4, **kw)
-        assert _ents(got_e) == _ents(want_e), kw
+        assert entity_tuples(got_e) == entity_tuples(want_e), kw
         assert _rels(got_r) == _rels(want_r), kw
         for rg, rw in zip(got_r, want_r, strict=True):
             for a, b in zip(rg, rw, strict=True):
@@ -174,8 +203,8 @@ def test_decoded_entities_and_relations_identical(name):
     kw = dict(threshold=0.3)
     assert ours.predict_relations(TEXTS[0], LABELS, RELATIONS, **kw)[1] == \
         ours.inference(TEXTS[:1], LABELS, relations=RELATIONS, **kw)[1][0]
-    assert _ents([ours.predict_entities(TEXTS[0], LABELS, **kw)]) == \
-        _ents([ref.predict_entities(TEXTS[0], LABELS, **kw)])
+    assert entity_tuples([ours.predict_entities(TEXTS[0], LABELS, **kw)]) == \
+        entity_tuples([ref.predict_entities(TEXTS[0], LABELS, **kw)])
 
 
 def test_round_trip_to_reference_and_back(name, tmp_path):
@@ -185,11 +214,7 @@ def test_round_trip_to_reference_and_back(name, tmp_path):
     out = _api(name).save_pretrained(tmp_path / "exported")
     cfg = json.loads((out / "gliner_config.json").read_text())
     assert cfg["relations_layer"] == MODELS[name][0]["relations_layer"]
-    a = read_safetensors(saved / "model.safetensors")
-    b = read_safetensors(out / "model.safetensors")
-    assert sorted(a) == sorted(b)
-    for k in a:
-        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+    assert_same_safetensors(saved, out)
     back = RefGLiNER.from_pretrained(str(out), local_files_only=True)
     back.eval()
     assert type(back.model) is type(ref.model)
@@ -209,34 +234,29 @@ TYPES = [["location", "person", "organization"], ["person", "location"], [""]]
 REL_TYPES = [["works at", "lives in"], ["born in"], []]
 
 
-@pytest.mark.parametrize("model_name", ["mlp", "none"])
+@pytest.mark.parametrize("model_name", ["mlp", "none", "attention", "gat"])
 def test_loss_and_gradients_match_reference_float64(model_name):
     """The reference's relex loss (gold entities, its sampled negative pairs) and every
-    gradient, against ours through train.step.batch_loss on the same targets."""
+    gradient, against ours through train.step.batch_loss on the same targets. The attention
+    layers train on the rows that have entities: torch's attention over a row without any
+    entity is NaN, and so is the reference's loss (ours scores no pair there)."""
     import random
 
     from train.config import LossConfig
     from train.relex_loss import relex_targets
-    from train.step import batch_loss
 
     ref, saved = _build(model_name)
     random.seed(0)
     collator = ref.create_collator()
     collator.prepare_labels = True
-    raw = collator(EXAMPLES, entity_types=TYPES, relation_types=REL_TYPES)
+    n = 2 if model_name in ("attention", "gat") else len(EXAMPLES)
+    raw = collator(EXAMPLES[:n], entity_types=TYPES[:n], relation_types=REL_TYPES[:n])
     tb = {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
     for k in ("labels", "adj_matrix", "rel_matrix"):
         if tb.get(k) is not None:
             tb[k] = tb[k].double()
     cfg = LossConfig()
-    model = ref.model.double().eval()
-    model.zero_grad()
-    want = model(**tb, alpha=cfg.alpha, gamma=cfg.gamma, label_smoothing=cfg.label_smoothing,
-                 reduction=cfg.reduction, prob_margin=cfg.prob_margin).loss
-    want.backward()
-    want_grads = {k: (np.zeros(p.shape) if p.grad is None else p.grad.numpy().copy())
-                  for k, p in model.named_parameters()}
-    model.float()
+    want, want_grads = reference_loss_and_grads(ref, tb, cfg)
     k = ref.config.max_width
     labels = tb["labels"].numpy()
     labels = labels.reshape(labels.shape[0], -1, k, labels.shape[-1])
@@ -253,19 +273,18 @@ def test_loss_and_gradients_match_reference_float64(model_name):
     batch.update(relex_targets(labels, adj, tb["rel_matrix"].numpy()))
     with jax.enable_x64(True):
         ours, _ = load_gliner(saved, Precision(param_dtype=jnp.float64))
-        graphdef, params, rest = nnx.split(ours, nnx.Param, ...)
-        params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
-        fn = jax.jit(jax.value_and_grad(lambda p, b: batch_loss(p, graphdef, rest, b, cfg)))
-        loss, grads = fn(params, batch)
-        got_grads = export_state(nnx.merge(graphdef, grads, rest))
-    assert abs(float(loss) - want.item()) <= 1e-10 * abs(want.item())
+        loss, got_grads = jax_loss_and_grads(ours, batch, cfg)
+    assert abs(loss - want) <= 1e-10 * abs(want)
     assert sorted(got_grads) == sorted(want_grads)
     for k, g in want_grads.items():
         scale = max(np.abs(g).max(), 1e-3)
         assert np.abs(got_grads[k] - g).max() <= 1e-8 * scale, k
     assert np.abs(want_grads["pair_rep_layer.0.weight"]).max() > 0      # the relation term
-    if model_name == "mlp":                                                # the adjacency term
-        assert np.abs(want_grads["relations_rep_layer.relation_rep_layer.mlp.0.weight"]).max() > 0
+    adjacency_weight = {"mlp": "mlp.0.weight", "attention": "attn.in_proj_weight",
+                        "gat": "linear.weight"}.get(model_name)
+    if adjacency_weight:                                                   # the adjacency term
+        key = "relations_rep_layer.relation_rep_layer." + adjacency_weight
+        assert np.abs(want_grads[key]).max() > 0
 
 
 def test_long_text_windows():
@@ -303,8 +322,6 @@ def test_long_text_windows():
 
 
 def test_relations_need_a_relex_model():
-    from reference_models import cached_reference_gliner
-
     _, saved = cached_reference_gliner(**dict(TINY, weight_scale=None))
     model = GLiNER.from_pretrained(saved)
     with pytest.raises(ValueError, match="does not extract relations"):
@@ -314,8 +331,6 @@ def test_relations_need_a_relex_model():
 def test_predict_command_relations(capsys, tmp_path):
     """`python -m gliner_jax.predict --relations`: the API's relations per text; a model that
     does not extract relations is one usage line."""
-    from reference_models import cached_reference_gliner
-
     from gliner_jax import predict
 
     saved = _build("dot")[1]
@@ -335,3 +350,51 @@ def test_predict_command_relations(capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --relations needs a relation-extraction model") and \
         "\n" not in err
+
+
+def test_attention_alias_and_head_width(tmp_path):
+    """relations_layer "attn" is the reference's alias of "attention" (same keys, same
+    adjacency); the attention layers' 8 heads must split the hidden width, or one line says so."""
+    saved = _build("attention")[1]
+    alias = edited_copy(saved, tmp_path / "attn", relations_layer="attn")
+    kw = dict(threshold=0.5, adjacency_threshold=ATTENTION_ADJACENCY[0], relations=RELATIONS)
+    got = GLiNER.from_pretrained(alias).inference(TEXTS, LABELS, **kw)
+    assert got == _api("attention").inference(TEXTS, LABELS, **kw) and sum(map(len, got[1]))
+    bad = edited_copy(saved, tmp_path / "narrow", relations_layer="gat", hidden_size=12)
+    assert "needs hidden_size divisible by its 8 attention heads, got 12" in load_error(bad)
+
+
+def test_spacy_and_server_give_a_relex_models_entities():
+    """The spaCy component and the server's engine predict entities only: given a relex model
+    they give its entities (the API's without relations); a request that asks the server for
+    relations is refused with one line."""
+    spacy = pytest.importorskip("spacy")
+    from gliner_jax import spacy_component  # noqa: F401  (registers the factory)
+    from gliner_jax.serve.config import ServeConfig
+    from gliner_jax.serve.engine import Engine
+    from gliner_jax.serve.protocol import PredictRequest, RequestError, parse_request
+
+    saved, ours = str(_build("dot")[1]), _api("dot")
+    texts = [t for t in TEXTS if t]
+    want = ours.inference(texts, LABELS, threshold=0.3, return_relations=False)
+    assert sum(map(len, want)) > 3
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner_jax", config={"model": saved, "labels": LABELS, "threshold": 0.3})
+    for text, ents in zip(texts, want, strict=True):
+        doc = nlp(text)
+        assert [(s.start_char, s.end_char, s.label_) for s in doc.ents] == \
+            [(e["start"], e["end"], e["label"]) for e in ents]
+    eng = Engine(ServeConfig(model=saved, max_batch_size=4, cache_dir="none"))
+    got = eng.predict([PredictRequest(t, LABELS, 0.3) for t in texts])
+    assert [[(e["start"], e["end"], e["label"]) for e in g] for g in got] == \
+        [[(e["start"], e["end"], e["label"]) for e in w] for w in want]
+    with pytest.raises(RequestError) as e:
+        parse_request(json.dumps({"text": texts[0], "labels": LABELS,
+                                  "relations": RELATIONS}).encode())
+    assert "does no relation extraction" in e.value.message and "\n" not in e.value.message
+
+
+def test_token_relex_is_refused_in_one_line(tmp_path):
+    """The token-level relex family (UniEncoderTokenRelexModel) is not built: one line names it."""
+    bad = edited_copy(_build("dot")[1], tmp_path / "token_relex", span_mode="token_level")
+    assert "model family 'gliner_uni_encoder_token_relex' is not supported" in load_error(bad)

@@ -4,8 +4,8 @@ The entity side is the span model unchanged. Relations (reference `forward`):
     1. entities: the spans whose best type probability is > threshold (inference) or that carry
        a gold label (training), in flat (start, width) order -> their span vectors X [B,E,D]
        (the span mode's `span_vectors`: the reference's span_rep at those spans);
-    2. adjacency A [B,E,E] = relations_rep_layer(X) (a probability: every reference layer ends
-       in a sigmoid), masked to valid pairs; head/tail pairs (i != j) with A[i,j] > the
+    2. adjacency A [B,E,E] = relations_rep_layer(X) (a probability: a sigmoid, or attention
+       weights), masked to valid pairs; head/tail pairs (i != j) with A[i,j] > the
        adjacency threshold, row-major; relations_layer "none": every pair;
     3. pair logits [pair, r] = pair_rep_layer([X_i; X_j]) . R_r, with R the raw hidden states
        at the <<REL>> tokens (no prompt MLP).
@@ -16,9 +16,9 @@ of *every* (head, tail) pair of the selected entities; pair_rep_layer's first Li
 the concatenation, so that costs one [E,4D] product per side, and its last Linear folds into
 the relation prompts).
 
-Adjacency layers (`relations_rep_layer.relation_rep_layer.*`): dot, mlp, bilinear, gcn. The
-reference's attention / gat layers (torch MultiheadAttention) and the `triples_layer` scorers
-are recognised and refused with one line.
+Adjacency layers (`relations_rep_layer.relation_rep_layer.*`): every one of the reference's,
+dot, mlp, bilinear, gcn, attention / attn, gat (`modeling/adjacency.py`). The reference's
+`triples_layer` scorers are recognised and refused with one line.
 """
 
 from __future__ import annotations
@@ -30,93 +30,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gliner_jax.config import ConfigError, GlinerConfig
-from gliner_jax.layers import Precision, torch_dense
+from gliner_jax.layers import Precision
+from gliner_jax.modeling.adjacency import ADJACENCY, MULTIHEAD, NHEAD
 from gliner_jax.modeling.gliner import SpanModel, gather_prompts
 from gliner_jax.modeling.span_rep import MLP
-
-
-def _pair_mask(a, mask):
-    """The reference's _apply_pair_mask: zero where either end is padding."""
-    m = mask.astype(a.dtype)
-    return a * m[:, :, None] * m[:, None, :]
-
-
-def _gram(z):
-    return jnp.einsum("BID,BJD->BIJ", z, z)
-
-
-class DotAdjacency(nnx.Module):
-    """relations_layer "dot": sigmoid(X X^T)."""
-
-    def __init__(self, d: int, prec: Precision, *, rngs: nnx.Rngs):
-        pass
-
-    def __call__(self, x, mask):
-        return _pair_mask(jax.nn.sigmoid(_gram(x)), mask)
-
-
-class PairMLP(nnx.Module):
-    """torch Sequential(Linear(2D, H), ReLU, Linear(H, 1)): keys `mlp.0`, `mlp.2`."""
-
-    def __init__(self, d: int, hidden: int, prec: Precision, *, rngs: nnx.Rngs):
-        self.linear_0 = torch_dense(2 * d, hidden, ("embed", "mlp"), prec, rngs)
-        self.linear_2 = torch_dense(hidden, 1, ("mlp", None), prec, rngs)
-
-
-class MLPAdjacency(nnx.Module):
-    """relations_layer "mlp": sigmoid(MLP([X_i; X_j])); the first Linear splits per side."""
-
-    def __init__(self, d: int, prec: Precision, *, rngs: nnx.Rngs):
-        self.mlp = PairMLP(d, d, prec, rngs=rngs)
-
-    def __call__(self, x, mask):
-        d = x.shape[-1]
-        lin = self.mlp.linear_0
-        w = lin.kernel[...].astype(x.dtype)
-        h = jax.nn.relu((x @ w[:d] + lin.bias[...].astype(x.dtype))[:, :, None]
-                        + (x @ w[d:])[:, None])
-        return _pair_mask(jax.nn.sigmoid(self.mlp.linear_2(h)[..., 0]), mask)
-
-
-class BilinearAdjacency(nnx.Module):
-    """relations_layer "bilinear": sigmoid(Z Z^T), Z = proj(X)."""
-
-    def __init__(self, d: int, prec: Precision, *, rngs: nnx.Rngs):
-        self.proj = torch_dense(d, d, ("embed", "mlp"), prec, rngs)
-
-    def __call__(self, x, mask):
-        return _pair_mask(jax.nn.sigmoid(_gram(self.proj(x))), mask)
-
-
-class GCNLayer(nnx.Module):
-    def __init__(self, d: int, hidden: int, prec: Precision, *, rngs: nnx.Rngs):
-        self.linear = torch_dense(d, hidden, ("embed", "mlp"), prec, rngs)
-
-    def __call__(self, x, a, mask):
-        """relu(linear(D^-1/2 (A + I) D^-1/2 X)), self-loops on valid nodes only."""
-        m = mask.astype(a.dtype)
-        a = _pair_mask(a, mask) + m[:, :, None] * jnp.eye(a.shape[1], dtype=a.dtype)
-        inv = jnp.maximum(a.sum(-1), 1e-6) ** -0.5                     # reference: clamp 1e-6
-        return jax.nn.relu(self.linear((inv[:, :, None] * a * inv[:, None, :]) @ x))
-
-
-class GCNAdjacency(nnx.Module):
-    """relations_layer "gcn": the dot adjacency refines X through one GCN layer, then
-    sigmoid(P P^T), P = proj(H)."""
-
-    def __init__(self, d: int, prec: Precision, *, rngs: nnx.Rngs):
-        self.gcn = GCNLayer(d, d, prec, rngs=rngs)
-        self.proj = torch_dense(d, d, ("mlp", "embed"), prec, rngs)
-
-    def __call__(self, x, mask):
-        a0 = _pair_mask(jax.nn.sigmoid(_gram(x)), mask)
-        return _pair_mask(jax.nn.sigmoid(_gram(self.proj(self.gcn(x, a0, mask)))), mask)
-
-
-# relations_layer -> adjacency module; "none" scores every pair (no adjacency layer)
-ADJACENCY = {"dot": DotAdjacency, "mlp": MLPAdjacency, "bilinear": BilinearAdjacency,
-             "gcn": GCNAdjacency, "none": None}
-UNSUPPORTED = ("attention", "attn", "gat")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,9 +53,12 @@ def relex_settings(cfg: GlinerConfig) -> RelexSettings:
     """The config's RelexSettings, or a ConfigError naming what is not supported."""
     raw = cfg.raw
     layer = str(raw.get("relations_layer")).lower()
-    if layer in UNSUPPORTED or layer not in ADJACENCY:
+    if layer not in ADJACENCY:
         raise ConfigError(f"relations_layer {raw.get('relations_layer')!r} is not supported; "
                           f"supported: {', '.join(ADJACENCY)}")
+    if layer in MULTIHEAD and cfg.hidden_size % NHEAD:
+        raise ConfigError(f"relations_layer {layer!r} needs hidden_size divisible by its "
+                          f"{NHEAD} attention heads, got {cfg.hidden_size}")
     if raw.get("triples_layer") is not None:
         raise ConfigError(f"triples_layer {raw['triples_layer']!r} is not supported (only "
                           "pair_rep_layer scoring, triples_layer null)")

@@ -90,7 +90,8 @@ class Engine:
                               padding_side=getattr(self.model.tokenizer, "padding_side", "right"))
             self.model.span_probs(batch)
         # one real request end to end (tokenizer, decoding)
-        self.model.inference(["Warm up the server ."], ["thing"], threshold=0.5)
+        self.model.inference(["Warm up the server ."], ["thing"], threshold=0.5,
+                             return_relations=False)
         self.model.warm = True
         dt = time.perf_counter() - t0
         log.info("warm-up: %d shapes compiled in %.1f s on %d device(s)", len(shapes), dt,
@@ -124,7 +125,8 @@ class Engine:
             threshold=[r.threshold for r in requests],
             flat_ner=[r.flat_ner for r in requests],
             multi_label=[r.multi_label for r in requests],
-            window_size=size, window_stride=stride)
+            window_size=size, window_stride=stride,
+            return_relations=False)   # entities only, also from a relex model (protocol.py)
 
     def stats(self) -> dict:
         return {"devices": self.devices, "compiled_shapes": len(self.model.shapes),
