@@ -227,8 +227,7 @@ def _failed_save(out: subprocess.CompletedProcess, reason: str) -> None:
 
 
 # A failed save ends the process (the CLI exits with status 4): the run and its rerun are two
-# child processes, as they are for a user. Continuing in the same process after tensorstore's
-# ENOSPC is not supported: in the full test session the next XLA compilation segfaulted.
+# child processes, as they are for a user.
 
 
 def test_disk_full_while_saving_then_rerun_with_room(train_file, base, tmp_path):
