@@ -10,14 +10,17 @@ labels replicated):
 - the token-level bi-encoder (BiEncoderTokenModel) trains through the same step and exports.
 """
 
-import json
-import os
-import signal
 
 import numpy as np
 import pytest
 from reference_biencoder import build_reference_biencoder
-from train_setup import synthetic_examples, tiny_config, write_jsonl
+from train_setup import (
+    full_and_preempted_runs,
+    metrics,
+    synthetic_examples,
+    tiny_config,
+    write_jsonl,
+)
 
 from gliner_jax import GLiNER
 from gliner_jax.biencoder import BiEncoderGLiNER, BiEncoderTokenGLiNER
@@ -42,33 +45,22 @@ def runs(tmp_path_factory):
     cfg.model = C.ModelConfig(init="gliner", path=str(saved), dropout=0.1, max_len=48)
     cfg.optim.lr_labels = 2e-3
     full_dir, part_dir = d / "full", d / "part"
-    full = run(cfg, full_dir, progress=False)
-
-    def preempt(step):
-        if step == N - 1:  # not a checkpoint step: the SIGTERM handler saves
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    first = run(cfg, part_dir, on_step=preempt, progress=False)
-    assert (first.status, first.step) == ("preempted", N - 1)
-    resumed = run(cfg, part_dir, progress=False)
+    # N - 1 is not a checkpoint step: the SIGTERM handler saves it
+    full, _, resumed = full_and_preempted_runs(cfg, full_dir, part_dir, N - 1)
     return full_dir, full, part_dir, resumed
-
-
-def _metrics(workdir):
-    return [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_loss_falls_and_labels_encoder_has_its_rate(runs):
     full_dir, full, _, _ = runs
     assert full.status == "done"
-    steps = [m for m in _metrics(full_dir) if "loss" in m]
+    steps = [m for m in metrics(full_dir) if "loss" in m]
     assert len(steps) == 2 * N
     losses = [m["loss"] for m in steps]
     assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
     peak = max(steps, key=lambda m: m["lr_labels_encoder"])
     assert peak["lr_labels_encoder"] == pytest.approx(2e-3, rel=0.05)
     assert peak["lr_encoder"] == pytest.approx(1e-3, rel=0.05)
-    assert any("dev_f1" in m for m in _metrics(full_dir))
+    assert any("dev_f1" in m for m in metrics(full_dir))
 
 
 def test_resume_equals_uninterrupted(runs):
@@ -106,9 +98,9 @@ def test_token_level_biencoder_trains_and_exports(tmp_path):
     cfg.optim.lr_labels = 2e-3
     result = run(cfg, tmp_path / "run", progress=False)
     assert (result.status, result.step) == ("done", N)
-    steps = [m for m in _metrics(tmp_path / "run") if "loss" in m]
+    steps = [m for m in metrics(tmp_path / "run") if "loss" in m]
     assert len(steps) == N and all(np.isfinite(m["loss"]) and m["loss"] > 0 for m in steps)
-    assert any("dev_f1" in m for m in _metrics(tmp_path / "run"))
+    assert any("dev_f1" in m for m in metrics(tmp_path / "run"))
     before = read_safetensors(saved / "model.safetensors")
     after = read_safetensors(tmp_path / "run" / "model" / "model.safetensors")
     assert sorted(before) == sorted(after)

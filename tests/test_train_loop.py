@@ -8,16 +8,19 @@
 - gradient accumulation: two micro-batches make the step of one batch.
 """
 
-import json
-import os
-import signal
 
 import jax
 import numpy as np
 import pytest
 import torch
 from reference_models import cached_reference_gliner
-from train_setup import synthetic_examples, tiny_config, write_jsonl
+from train_setup import (
+    full_and_preempted_runs,
+    metrics,
+    synthetic_examples,
+    tiny_config,
+    write_jsonl,
+)
 
 from gliner_jax import GLiNER
 from gliner_jax.processing import Processor
@@ -38,26 +41,16 @@ def files(tmp_path_factory):
             write_jsonl(d / "dev.jsonl", synthetic_examples(8, seed=2)))
 
 
-def _metrics(workdir):
-    return [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
-
-
 @pytest.fixture(scope="module")
 def runs(files, tmp_path_factory):
     """(config, uninterrupted workdir, its result, interrupted-then-resumed workdir, result)."""
     cfg = tiny_config(*files, num_steps=2 * N, checkpoint_every=4, eval_every=N, export=True)
     full_dir, part_dir = tmp_path_factory.mktemp("full"), tmp_path_factory.mktemp("part")
-    full = run(cfg, full_dir, progress=False)
+    def saved(d):  # N - 1 is not a checkpoint step: the SIGTERM handler saved it
+        assert sorted(int(p.name) for p in (d / "checkpoints").iterdir()
+                      if p.name.isdigit()) == [4, N - 1]
 
-    def preempt(step):
-        if step == N - 1:  # not a checkpoint step: the SIGTERM handler saves
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    first = run(cfg, part_dir, on_step=preempt, progress=False)
-    assert (first.status, first.step) == ("preempted", N - 1)
-    assert sorted(int(p.name) for p in (part_dir / "checkpoints").iterdir()
-                  if p.name.isdigit()) == [4, N - 1]
-    resumed = run(cfg, part_dir, progress=False)
+    full, _, resumed = full_and_preempted_runs(cfg, full_dir, part_dir, N - 1, saved)
     return cfg, full_dir, full, part_dir, resumed
 
 
@@ -72,8 +65,8 @@ def test_resume_equals_uninterrupted(runs):
     assert sorted(a) == sorted(b)
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-6, atol=1e-7, err_msg=k)
-    losses = {m["step"]: m["loss"] for m in _metrics(full_dir) if "loss" in m}
-    for m in _metrics(part_dir):
+    losses = {m["step"]: m["loss"] for m in metrics(full_dir) if "loss" in m}
+    for m in metrics(part_dir):
         if "loss" in m and m["step"] >= N + 2:   # whole logging intervals after the restart
             assert m["loss"] == pytest.approx(losses[m["step"]], rel=1e-6)
 
@@ -91,19 +84,19 @@ def test_step_compiles_once_per_bucket(runs, files):
                              max_neg_type_ratio=1)
         arrays, _ = batcher(ex, types)
         shapes.add((arrays["input_ids"].shape, arrays["labels"].shape))
-    compiles = _metrics(full_dir)[-2]["compiles"]
+    compiles = metrics(full_dir)[-2]["compiles"]
     assert 2 <= len(shapes) <= 4  # lengths vary, buckets are few
     assert compiles == len(shapes)
 
 
 def test_loss_falls_and_dev_f1_is_logged(runs):
     _, full_dir, full, *_ = runs
-    losses = [m["loss"] for m in _metrics(full_dir) if "loss" in m]
+    losses = [m["loss"] for m in metrics(full_dir) if "loss" in m]
     assert losses[-1] < 0.5 * losses[0], losses
-    rec = _metrics(full_dir)[-2]
+    rec = metrics(full_dir)[-2]
     for key in ("lr_encoder", "lr_others", "grad_norm", "examples_per_s", "tokens_per_s"):
         assert rec[key] > 0 or key.startswith("lr"), key
-    dev_steps = [m["step"] for m in _metrics(full_dir) if "dev_f1" in m]
+    dev_steps = [m["step"] for m in metrics(full_dir) if "dev_f1" in m]
     assert dev_steps == [N, 2 * N] and "dev_f1" in full.metrics  # eval_every=N, and at the end
 
 

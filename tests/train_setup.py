@@ -67,3 +67,30 @@ def tiny_config(train_file: Path, dev_file: Path | None = None, **top) -> C.Trai
     for k, v in top.items():
         setattr(cfg, k, v)
     return cfg
+
+
+def metrics(workdir: Path) -> list[dict]:
+    """The run's metrics.jsonl records."""
+    return [json.loads(x) for x in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def full_and_preempted_runs(cfg: C.TrainConfig, full_dir: Path, part_dir: Path, stop: int,
+                            check_preempted=None):
+    """(uninterrupted result, preempted result, resumed result): `cfg` run to the end in
+    `full_dir`, and in `part_dir` preempted by SIGTERM after step `stop` (the handler saves),
+    `check_preempted(part_dir)` called, then rerun to the end."""
+    import signal
+
+    from train.train import run
+
+    full = run(cfg, full_dir, progress=False)
+
+    def preempt(step):
+        if step == stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    first = run(cfg, part_dir, on_step=preempt, progress=False)
+    assert (first.status, first.step) == ("preempted", stop)
+    if check_preempted is not None:
+        check_preempted(part_dir)
+    return full, first, run(cfg, part_dir, progress=False)
