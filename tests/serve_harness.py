@@ -3,6 +3,7 @@ and make sure it and its Ray processes are gone afterwards."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -32,6 +33,13 @@ def server_env(cache_dir: Path) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the test process dies (Linux PR_SET_PDEATHSIG),
+    so a crashed pytest does not leave a server (and its Ray cluster) running."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class Server:
     """A running server: `url` (the route prefix), `post(body)`, `health()`, `stop()`."""
 
@@ -45,7 +53,8 @@ class Server:
         cmd = [sys.executable, "-m", "gliner_jax.serve", "--model", str(model_dir),
                "--port", str(self.port), "--ray-num-cpus", "2", *args]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=server_env(cache_dir), cwd=REPO, start_new_session=True)
+                                     env=server_env(cache_dir), cwd=REPO, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + start_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
