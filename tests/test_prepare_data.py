@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train import prepare_data
+from train import prepare_data, temporal
 from train.wordnet_labels import WordNet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,3 +111,73 @@ def test_prepare_is_reproducible_and_negatives_never_contradict(tmp_path, wn):
 def test_zero_shot_domains_are_refused(tmp_path, capsys):
     assert prepare_data.main(["--out", str(tmp_path), "--datasets", "mit_movie"]) == 2
     assert "zero-shot" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, want", [
+    ("Apple unveiled Vision Pro on June 5 , 2023 in Cupertino .", [("June 5 , 2023", "date")]),
+    ("He left on Tuesday , June 5 , 2023 at 10 pm .",
+     [("Tuesday , June 5 , 2023", "date"), ("10 pm", "time")]),
+    ("In 1997 , 1500 troops arrived ( 1998 ) in the 1990s and the 19th century .",
+     [("1997", "year"), ("1998", "year"), ("1990s", "year"), ("19th century", "date")]),
+    ("You may go in March 2001 or on 5 May .", [("March 2001", "date"), ("5 May", "date")]),
+    ("The meeting is at 10:30 a.m. today .", [("10:30 a.m.", "time"), ("today", "date")]),
+    ("March on , they said in May ; shares rose 0.19 to 1.09 , 1500 in all .", []),
+])
+def test_temporal_patterns(text, want):
+    words = text.split()
+    got = [(" ".join(words[s:e + 1]), kind) for s, e, kind in temporal.find(words)]
+    assert got == want
+
+
+def test_temporal_spans_never_overlap_gold_and_unlabeled_dates_are_no_negatives(tmp_path):
+    sents = [[("Born", "O"), ("on", "O"), ("June", "O"), ("5", "O"), (",", "O"), ("1950", "O"),
+              ("in", "O"), ("Paris", "B-LOC"), (".", "O")],
+             [("The", "O"), ("2008", "B-EVT"), ("Olympics", "I-EVT"), ("ended", "O"),
+              ("on", "O"), ("Sunday", "O"), (".", "O")],
+             [("The", "O"), ("1998", "B-EVT"), ("Cup", "I-EVT"), ("was", "O"), ("won", "O"),
+              (".", "O")],
+             [("Nothing", "O"), ("here", "O"), (".", "O")]] * 30
+    _bio(tmp_path / "data" / "supervised" / "toy", sents, {"LOC": "location", "EVT": "event"})
+    argv = ["--data", str(tmp_path / "data"), "--wordnet", str(NLTK), "--datasets", "toy",
+            "--out", str(tmp_path / "o"), "--fine-rate", "0", "--paraphrase-rate", "0",
+            "--passage-rate", "0"]
+    assert prepare_data.main(argv + ["--temporal-rate", "1.0"]) == 0
+    exs = [json.loads(x) for x in (tmp_path / "o" / "toy.jsonl").read_text().splitlines()]
+    for ex in exs:
+        w, spans = ex["tokenized_text"], ex["ner"]
+        got = {(" ".join(w[s:e + 1]), lab) for s, e, lab in spans}
+        for i, (s, e, _) in enumerate(spans):  # flat: no two spans overlap
+            assert all(e2 < s or s2 > e for s2, e2, _ in spans[i + 1:])
+        if w[0] == "Born":
+            assert got == {("June 5 , 1950", "date"), ("Paris", "location")}
+        if w[1] == "2008":
+            assert got == {("2008 Olympics", "event"), ("Sunday", "date")}
+        if w[1] == "1998":  # the year inside the event stays unlabeled: no temporal negatives
+            assert got == {("1998 Cup", "event")}
+            assert not set(temporal.LABELS) & set(ex["ner_negatives"])
+    pool_on = json.loads((tmp_path / "o" / "manifest.json").read_text())["pool_size"]
+    # the lever off: not one temporal span, and still no temporal negative where a date is
+    # ("date" is also a WordNet class, so it is in the pool either way)
+    assert prepare_data.main(argv + ["--temporal-rate", "0"]) == 0
+    off = [json.loads(x) for x in (tmp_path / "o" / "toy.jsonl").read_text().splitlines()]
+    assert not {s[2] for ex in off for s in ex["ner"]} & set(temporal.LABELS)
+    for ex in off:
+        if temporal.find(ex["tokenized_text"]):
+            assert not set(temporal.LABELS) & set(ex["ner_negatives"]), ex
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["pool_size"] < pool_on
+
+
+@needs_wordnet
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_a_text_with_an_unlabeled_date_never_gets_a_temporal_negative(wn, rate):
+    aug = prepare_data.Augmenter(wn, list(temporal.LABELS), fine_rate=0, paraphrase_rate=0,
+                                 temporal_rate=rate)
+    rng = np.random.default_rng(0)
+    for words, ner, expect_negatives in [
+        ("The 1998 Cup was won .".split(), [[1, 2, "event"]], False),  # the date is inside gold
+        ("Nothing happened here .".split(), [], True),
+    ]:
+        ex = {"tokenized_text": words, "ner": [list(s) for s in ner]}
+        unlabeled = aug.temporal(ex, rng, own=False)
+        negs = aug.negatives(ex, [], rng, outside=True, unannotated=unlabeled)
+        assert bool(set(negs) & set(temporal.LABELS)) == expect_negatives, (words, negs)

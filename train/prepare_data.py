@@ -14,6 +14,9 @@ The levers, each with its own rate so that ablations switch one off:
   scientist), only when every span of that label in the text can be, and the new types do not
   contain one another;
 - paraphrases: a label renamed, consistently within a text (organization -> organisation);
+- temporal: silver "date" / "year" / "time" spans from token patterns (train/temporal.py), which
+  no corpus here labels; a text whose temporal expressions stay unlabeled never gets a temporal
+  negative;
 - negatives: each text lists absent types: the dataset's own absent labels (its annotation is
   complete for them) and types from a pool of hundreds (all corpus labels and WordNet's instance
   classes), never one that WordNet relates to a gold type of the text.
@@ -31,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gliner_jax import corpora
+from train import temporal
 from train.wordnet_labels import CURATED, WordNet
 
 MAX_TYPES = 25  # reference max_types: positives + negatives never exceed it
@@ -38,6 +42,8 @@ MAX_TYPES = 25  # reference max_types: positives + negatives never exceed it
 # negatives risky: they get only their own absent labels / no person-like negatives
 MISC_DATASETS = {"conll2003", "wikigold", "sec_filings"}
 UNANNOTATED = {"fewnerd": ("person",)}
+# datasets that annotate temporal expressions themselves: no silver temporal spans added
+OWN_TEMPORAL = {"re3d"}
 
 
 def make_units(n: int, rng: np.random.Generator, lengths: list[int], rate: float,
@@ -71,10 +77,19 @@ def join(examples: list[dict]) -> dict:
 
 class Augmenter:
     def __init__(self, wn: WordNet, pool: list[str], *, fine_rate: float,
-                 paraphrase_rate: float):
+                 paraphrase_rate: float, temporal_rate: float = 0.0):
         self.wn, self.pool = wn, pool
         self.fine_rate, self.paraphrase_rate = fine_rate, paraphrase_rate
-        self.counts = {"retyped_spans": 0, "paraphrased_labels": 0, "negatives": 0}
+        self.temporal_rate = temporal_rate
+        self.counts = {"retyped_spans": 0, "paraphrased_labels": 0, "negatives": 0,
+                       "temporal_spans": 0}
+
+    def temporal(self, ex: dict, rng: np.random.Generator, *, own: bool) -> tuple[str, ...]:
+        """Add silver temporal spans; returns the temporal types the text must not get as
+        negatives (all of them when one of its temporal expressions stays unlabeled)."""
+        added, unlabeled = temporal.add_spans(ex, rng, 0.0 if own else self.temporal_rate)
+        self.counts["temporal_spans"] += added
+        return temporal.LABELS if unlabeled else ()
 
     def retype(self, ex: dict, rng: np.random.Generator) -> None:
         by_label: dict[str, list[list]] = {}
@@ -119,13 +134,14 @@ class Augmenter:
                   outside: bool, unannotated: tuple[str, ...]) -> list[str]:
         gold = sorted({s[2] for s in ex["ner"]})
         guard = gold + list(unannotated)
+        never = set(guard)
         budget = MAX_TYPES - len(gold)
         if budget <= 0:
             return []
         hi = min(budget, 2 * len(gold) + 8)
         n = int(rng.integers(min(max(1, len(gold)), hi), hi + 1)) if gold \
             else int(rng.integers(3, 13))
-        ok = lambda t: all(not self.wn.related(t, g) for g in guard)  # noqa: E731
+        ok = lambda t: t not in never and all(not self.wn.related(t, g) for g in guard)  # noqa: E731
         own = [t for t in own_labels if t not in gold and ok(t)]
         own = [own[i] for i in rng.permutation(len(own))][: (n + 1) // 2 if outside else n]
         out = list(own)
@@ -149,10 +165,11 @@ def prepare_dataset(name: str, folder: Path, aug: Augmenter, args) -> tuple[list
     out = []
     for unit in units:
         ex = join([examples[i] for i in unit])
+        unlabeled = aug.temporal(ex, rng, own=name in OWN_TEMPORAL)
         aug.retype(ex, rng)
         aug.paraphrase(ex, rng)
         ex["ner_negatives"] = aug.negatives(ex, labels, rng, outside=name not in MISC_DATASETS,
-                                            unannotated=UNANNOTATED.get(name, ()))
+                                            unannotated=UNANNOTATED.get(name, ()) + unlabeled)
         out.append(ex)
     words = [len(ex["tokenized_text"]) for ex in out]
     return out, {"sentences": len(examples), "texts": len(out),
@@ -176,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-passage", type=int, default=300)
     ap.add_argument("--fine-rate", type=float, default=0.5)
     ap.add_argument("--paraphrase-rate", type=float, default=0.25)
+    ap.add_argument("--temporal-rate", type=float, default=0.0,
+                    help="share of texts with dates/times that get silver temporal spans")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     bad = [n for n in names if n.startswith("mit_")]
@@ -193,9 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         for f in folders.values():
             all_labels.update(corpora.natural_labels(corpora.read_labels_json(f / "labels.json")))
         pool = sorted(all_labels | set(wn.classes())
-                      | {p for ps in CURATED.values() for p in ps})
+                      | {p for ps in CURATED.values() for p in ps}
+                      | (set(temporal.LABELS) if args.temporal_rate else set()))
         aug = Augmenter(wn, pool, fine_rate=args.fine_rate,
-                        paraphrase_rate=args.paraphrase_rate)
+                        paraphrase_rate=args.paraphrase_rate, temporal_rate=args.temporal_rate)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         report = {}
