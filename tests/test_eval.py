@@ -269,3 +269,26 @@ def test_passage_mode_equals_sentences_when_passages_are_single(reference, ours)
     assert scores.micro.n_true == sum(len(ex["ner"]) for ex in short)
     assert all(s.end < len(ex["tokenized_text"]) for ex, r in zip(joined, pred, strict=True)
                for s in r)
+
+
+def test_date_probe_scores_only_temporal_spans_as_the_label(reference, ours, tmp_path, capsys):
+    from eval import date_probe
+
+    re3d = tmp_path / "data" / "supervised" / "re3d"
+    re3d.mkdir(parents=True)
+    (re3d / "labels.json").write_text(json.dumps({"Person": "person", "Temporal": "temporal"}))
+    (re3d / "test.txt").write_text(
+        "Smith\tB-Person\nleft\tO\non\tO\nJuly\tB-Temporal\n21\tI-Temporal\n.\tO\n\n"
+        "Jones\tB-Person\ncame\tO\nyesterday\tB-Temporal\n.\tO\n\n")
+    out = tmp_path / "probe.json"
+    assert date_probe.main(["--model", str(reference[1]), "--data", str(tmp_path / "data"),
+                            "--label", "day", "--threshold", "0.3", "--output", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["n_true"] == 2 and res["label"] == "day"  # persons dropped, never asked
+    examples = [{"tokenized_text": "Smith left on July 21 .".split(), "ner": [(3, 4, "day")]},
+                {"tokenized_text": "Jones came yesterday .".split(), "ner": [(2, 2, "day")]}]
+    scores, _ = ner_eval.evaluate_examples(ours, examples, ["day"], threshold=0.3, flat_ner=True)
+    assert (res["tp"], res["n_pred"]) == (scores.micro.tp, scores.micro.n_pred)
+    assert f"F1 {100 * scores.f1:.1f}" in capsys.readouterr().out
+    assert date_probe.main(["--model", str(reference[1]), "--data", str(tmp_path / "x")]) == 1
+    assert "error: no re3d test split" in capsys.readouterr().err
