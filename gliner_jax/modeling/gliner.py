@@ -163,7 +163,7 @@ class TokenModel(UniEncoder):
         words, prompts, prompt_mask = self.words_and_prompts(
             input_ids, attention_mask, words_mask, text_lengths, num_words=num_words,
             num_classes=num_classes, encoder_tables=encoder_tables)
-        return self.scorer(words, prompts), prompt_mask
+        return self.scorer(words, prompts, text_lengths), prompt_mask
 
 
 def span_mask(text_lengths, num_words: int, max_width: int):
